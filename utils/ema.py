@@ -36,8 +36,13 @@ class ModelEMA:
                 value.mul_(d).add_(current[name].detach().to(value.dtype), alpha=1 - d)
 
     def update_attr(self, model: nn.Module, include=("yaml", "nc", "names", "stride", "class_weights")) -> None:
-        """Copy plain attributes from the model (not hyperparameters: nothing reads those off the model)."""
+        """Copy plain attributes from the model (not hyperparameters: nothing reads those off the model).
+
+        Read-only properties (e.g. ``nc``/``stride`` derived from the head) are already carried by the copy.
+        """
         src = de_parallel(model)
         for name in include:
+            if isinstance(getattr(type(self.ema), name, None), property):
+                continue
             if hasattr(src, name):
                 setattr(self.ema, name, getattr(src, name))
