@@ -1,0 +1,51 @@
+"""KDConfig: presets, validation, schedules and round trips."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from distill.config import KDConfig
+
+
+def test_fgd_presets_fill_unset_options_and_explicit_values_win():
+    official = KDConfig(methods=("fgd",))
+    assert (official.fgd_temperature, official.fgd_alpha, official.fgd_beta, official.fgd_gamma,
+            official.fgd_lambda) == (0.5, 1e-3, 5e-4, 5e-4, 5e-6)
+    yolox = KDConfig(methods=("fgd",), fgd_preset="yolox", fgd_alpha=0.1)
+    assert (yolox.fgd_alpha, yolox.fgd_beta, yolox.fgd_gamma, yolox.fgd_lambda) == (0.1, 1e-3, 1e-3, 1e-5)
+
+
+def test_defaults_weights_and_frozen():
+    config = KDConfig(methods=("fgfi", "cilf", "fgd", "fgfi"))
+    assert config.methods == ("fgfi", "cilf", "fgd")
+    assert (config.method_weight("fgfi"), config.method_weight("cilf"), config.method_weight("fgd")) == (0.01, 0.01, 1.0)
+    assert KDConfig(weight=0.5).method_weight("fgfi") == 0.5
+    assert (config.fgfi_psi, config.cilf_alpha, config.cilf_temperature) == (0.5, 0.5, 3.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.weight = 1.0
+
+
+@pytest.mark.parametrize("bad", [dict(methods=("mgd",)), dict(methods=()), dict(fgfi_assign="nearest"),
+                                 dict(cilf_kl="softmax"), dict(cilf_alpha=1.5), dict(fgd_preset="fcos"),
+                                 dict(cilf_temperature=0.0)])
+def test_invalid_options_raise(bad):
+    with pytest.raises(ValueError):
+        KDConfig(**bad)
+
+
+def test_schedule_keys_on_global_iteration_and_epoch():
+    config = KDConfig(warmup_iters=10, stop_epoch=3)
+    assert not config.active(epoch=0, iteration=9)
+    assert config.active(epoch=1, iteration=10) and config.active(epoch=2, iteration=500)
+    assert not config.active(epoch=3, iteration=10_000)
+    assert KDConfig().active(epoch=10**6, iteration=0)
+
+
+def test_dict_round_trip():
+    config = KDConfig(methods=("cilf", "fgd"), layers=[17, 20], fgd_preset="yolox", stop_epoch=5)
+    data = config.to_dict()
+    assert data["methods"] == ["cilf", "fgd"] and data["layers"] == [17, 20] and data["fgd_alpha"] == 2e-3
+    assert KDConfig.from_dict(data) == config
+    with pytest.raises(ValueError, match="unknown"):
+        KDConfig.from_dict({**data, "kd_magic": 1})
