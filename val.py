@@ -1,0 +1,309 @@
+"""Validate a YOLOv5 model on a detection dataset: P, R, mAP@0.5 and mAP@0.5:0.95 with YOLOv5 v7.0 numerics.
+
+Usage:
+    python val.py --weights yolov5n.pt --data coco128.yaml --imgsz 640
+    python val.py --weights best.pt --data bccd.yaml --save-json   # adds pycocotools' AP/AR table
+
+``run(model=...)`` is the entry point train.py uses each epoch with its in-memory (EMA) model.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from data.config import check_dataset
+from data.loader import create_dataloader
+from models.weights import load_model
+from utils import boxes, coco, metrics, nms
+from utils.device import select_device
+from utils.paths import increment_path
+
+LOGGER = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parent
+HEADER = ("%22s" + "%11s" * 6) % ("Class", "Images", "Instances", "P", "R", "mAP50", "mAP50-95")
+ROW = "%22s" + "%11i" * 2 + "%11.3g" * 4
+LOSS_KEYS = ("task/box", "task/obj", "task/cls")
+
+
+class Ensemble(torch.nn.Module):
+    """Several models whose eval-mode predictions are concatenated along the box axis before NMS."""
+
+    def __init__(self, models):
+        super().__init__()
+        self.models = torch.nn.ModuleList(models)
+        first = models[0]
+        if any(m.nc != first.nc for m in models):
+            raise ValueError(f"ensemble models must share nc, got {[m.nc for m in models]}")
+        self.names, self.nc = first.names, first.nc
+        self.stride = max((m.stride for m in models), key=lambda s: float(s.max()))
+
+    def forward(self, x, augment: bool = False):
+        return torch.cat([m(x, augment=augment)[0] for m in self.models], 1), None
+
+
+def load_models(weights, device) -> torch.nn.Module:
+    """One model (or an Ensemble for several weights files), fused, eval mode, FP32 on ``device``."""
+    weights = [weights] if isinstance(weights, (str, Path)) else list(weights)
+    models = [load_model(w, device=device, fuse=True) for w in weights]
+    return models[0] if len(models) == 1 else Ensemble(models).eval()
+
+
+def output_to_target(output, max_det: int = 300) -> torch.Tensor:
+    """NMS output list -> (n, 7) [img_idx, cls, cx, cy, w, h, conf] pixel rows for plot_images."""
+    rows = []
+    for i, o in enumerate(output):
+        o = o[:max_det].cpu()
+        idx = torch.full((o.shape[0], 1), i, dtype=o.dtype)
+        rows.append(torch.cat((idx, o[:, 5:6], boxes.xyxy2xywh(o[:, :4]), o[:, 4:5]), 1))
+    return torch.cat(rows, 0) if rows else torch.zeros((0, 7))
+
+
+def save_one_txt(predn: torch.Tensor, save_conf: bool, shape, file: Path):
+    """Append 'cls cx cy w h [conf]' lines, normalised by the original (h, w) ``shape``, %g formatted."""
+    gn = torch.tensor(shape, dtype=torch.float32)[[1, 0, 1, 0]]
+    with open(file, "a") as f:
+        for *xyxy, conf, cls in predn.tolist():
+            xywh = (boxes.xyxy2xywh(torch.tensor(xyxy).view(1, 4)) / gn).view(-1).tolist()
+            line = (cls, *xywh, conf) if save_conf else (cls, *xywh)
+            f.write(("%g " * len(line)).rstrip() % line + "\n")
+
+
+class _Accumulator:
+    """Per-image statistics, confusion matrix, COCO results and losses collected over the loop."""
+
+    def __init__(self, nc: int, device, plots: bool):
+        self.stats, self.jdict, self.seen = [], [], 0
+        self.cm = metrics.ConfusionMatrix(nc=nc) if plots else None
+        self.loss = {k: torch.zeros((), device=device) for k in LOSS_KEYS}
+        self.iouv = metrics.IOU_THRESHOLDS.to(device)
+
+    def add_image(self, pred, labels, im_shape, shape0, ratio_pad):
+        """pred: (n, 6) NMS output in input pixels; labels: (m, 5) [cls, cx, cy, w, h] in input pixels.
+        Returns the predictions in original-image pixels."""
+        self.seen += 1
+        npr = pred.shape[0]
+        correct = torch.zeros(npr, self.iouv.numel(), dtype=torch.bool, device=pred.device)
+        predn = pred.clone()
+        predn[:, :4] = boxes.scale_boxes(im_shape, pred[:, :4], shape0, ratio_pad)
+        labelsn = None
+        if labels.shape[0]:
+            tbox = boxes.scale_boxes(im_shape, boxes.xywh2xyxy(labels[:, 1:5]), shape0, ratio_pad)
+            labelsn = torch.cat((labels[:, 0:1], tbox), 1)
+            correct = metrics.match_predictions(predn, labelsn, self.iouv)
+        if self.cm is not None and npr == 0:
+            self.cm.process_batch(None, labels[:, 0])
+        elif self.cm is not None:
+            self.cm.process_batch(predn, labelsn if labelsn is not None else labels.new_zeros((0, 5)))
+        if npr or labels.shape[0]:
+            self.stats.append((correct, pred[:, 4], pred[:, 5], labels[:, 0]))
+        return predn
+
+
+def _model_setup(model, weights, device, half, imgsz, batch_size, project, name, exist_ok, save_txt):
+    """Standalone runs load weights and make a run dir; training runs reuse the given model as is."""
+    if model is not None:
+        device = next(model.parameters()).device
+        half &= device.type != "cpu"
+        return (model.half() if half else model.float()), device, half, imgsz, None
+    device = select_device(device, batch_size=batch_size)
+    save_dir = increment_path(Path(project) / name, exist_ok=exist_ok)
+    (save_dir / "labels" if save_txt else save_dir).mkdir(parents=True, exist_ok=True)
+    model = load_models(weights, device)
+    half &= device.type != "cpu"
+    model.half() if half else model.float()
+    gs = max(int(model.stride.max()), 32)
+    imgsz = int(np.ceil(imgsz / gs) * gs)
+    return model, device, half, imgsz, save_dir
+
+
+@torch.inference_mode()
+def run(data, weights=None, batch_size=32, imgsz=640, conf_thres=0.001, iou_thres=0.6, max_det=300, task="val",
+        device="", workers=8, single_cls=False, augment=False, verbose=False, save_txt=False, save_conf=False,
+        save_json=False, project=ROOT / "runs/val", name="exp", exist_ok=False, half=False, model=None,
+        dataloader=None, save_dir=Path(""), plots=True, compute_loss=None, callbacks=None):
+    """Evaluate; returns ((mp, mr, map50, map, val_box, val_obj, val_cls), maps (nc,), (t_pre, t_inf, t_nms) ms).
+
+    ``data`` is a yaml path or a dict (see data.config.check_dataset). With ``model`` (train.py) the model is used
+    as is, ``dataloader`` must be given, and no run directory or speed line is made.
+    """
+    training = model is not None
+    model, device, half, imgsz, new_dir = _model_setup(model, weights, device, half, imgsz, batch_size, project,
+                                                       name, exist_ok, save_txt)
+    save_dir = Path(save_dir) if training else new_dir
+    data = check_dataset(data)
+    model.eval()
+    nc = 1 if single_cls else int(data["nc"])
+    if not training and not single_cls and model.nc != nc:
+        raise ValueError(f"{weights} has nc={model.nc} classes but the data has nc={nc}: use matching weights")
+    if dataloader is None:
+        rect = task != "speed"
+        task = task if task in ("train", "val", "test") else "val"
+        dataloader = create_dataloader(data[task], imgsz, batch_size, max(int(model.stride.max()), 32),
+                                       single_cls, pad=0.5 if rect else 0.0, rect=rect, workers=workers,
+                                       prefix=f"{task}: ", nc=int(data["nc"]), labels_dir=data.get("labels"))[0]
+    names = {0: "item"} if single_cls else dict(getattr(model, "names", None) or data["names"])
+    is_coco = isinstance(data.get("val"), str) and data["val"].endswith("coco/val2017.txt")
+    class_map = coco.coco80_to_coco91() if is_coco else None
+    acc = _Accumulator(nc, device, plots)
+    dt = [0.0, 0.0, 0.0]
+    pbar = tqdm(dataloader, desc=HEADER, bar_format="{l_bar}{bar:10}{r_bar}", disable=not LOGGER.isEnabledFor(20))
+    for batch_i, (im, targets, paths, shapes) in enumerate(pbar):
+        t0 = _sync(device)
+        im = im.to(device, non_blocking=True)
+        im = (im.half() if half else im.float()) / 255
+        targets = targets.to(device)
+        t1 = _sync(device)
+        preds, train_out = model(im, augment=augment) if not compute_loss else model(im)
+        t2 = _sync(device)
+        if compute_loss:
+            _, terms = compute_loss(train_out, targets)
+            for k in LOSS_KEYS:
+                acc.loss[k] += terms[k].detach().reshape(())
+        targets[:, 2:] *= torch.tensor((im.shape[3], im.shape[2]) * 2, device=device)
+        out = nms.non_max_suppression(preds, conf_thres, iou_thres, multi_label=True, agnostic=single_cls,
+                                      max_det=max_det)
+        t3 = _sync(device)
+        dt = [dt[0] + t1 - t0, dt[1] + t2 - t1, dt[2] + t3 - t2]
+        for si, pred in enumerate(out):
+            if single_cls:
+                pred[:, 5] = 0
+            shape0, ratio_pad = shapes[si]
+            predn = acc.add_image(pred, targets[targets[:, 0] == si, 1:], im.shape[2:], shape0, ratio_pad)
+            if save_txt:
+                save_one_txt(predn, save_conf, shape0, save_dir / "labels" / f"{Path(paths[si]).stem}.txt")
+            if save_json:
+                acc.jdict += coco.predictions(predn, paths[si], class_map)
+        if plots and batch_i < 3:
+            _plot_batch(im, targets, out, paths, save_dir, batch_i, names)
+    return _finish(acc, dataloader, data, names, nc, model, weights, dt, imgsz, batch_size, training, verbose,
+                   plots, save_dir, save_json, save_txt, is_coco, class_map, callbacks)
+
+
+def _sync(device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def _plot_batch(im, targets, out, paths, save_dir, batch_i, names):
+    try:
+        from utils import plots as plots_mod
+    except ImportError:  # utils.plots not available yet: skip the batch drawings
+        return
+    plots_mod.plot_images(im, targets, paths, save_dir / f"val_batch{batch_i}_labels.jpg", names)
+    plots_mod.plot_images(im, output_to_target(out), paths, save_dir / f"val_batch{batch_i}_pred.jpg", names)
+
+
+def _finish(acc, dataloader, data, names, nc, model, weights, dt, imgsz, batch_size, training, verbose, plots,
+            save_dir, save_json, save_txt, is_coco, class_map, callbacks):
+    stats = [torch.cat(x, 0).cpu().numpy() for x in zip(*acc.stats)]
+    mp = mr = map50 = map_ = 0.0
+    tp = fp = f1 = ap50 = ap = ap_class = p = r = None
+    if len(stats) and stats[0].any():
+        tp, fp, p, r, f1, ap, ap_class = metrics.ap_per_class(*stats, plot=plots, save_dir=save_dir, names=names)
+        ap50, ap = ap[:, 0], ap.mean(1)
+        mp, mr, map50, map_ = p.mean(), r.mean(), ap50.mean(), ap.mean()
+    nt = np.bincount(stats[3].astype(int), minlength=nc) if len(stats) else np.zeros(nc, dtype=int)
+    LOGGER.info(HEADER)
+    LOGGER.info(ROW % ("all", acc.seen, nt.sum(), mp, mr, map50, map_))
+    if nt.sum() == 0:
+        LOGGER.warning("no labels found in set, can not compute metrics without labels")
+    if (verbose or (nc < 50 and not training)) and nc > 1 and ap_class is not None:
+        for i, c in enumerate(ap_class):
+            LOGGER.info(ROW % (names.get(int(c), str(c)), acc.seen, nt[c], p[i], r[i], ap50[i], ap[i]))
+    if callbacks is not None:  # upstream's hook signature
+        callbacks.run("on_val_end", nt, tp, fp, p, r, f1, ap, ap50, ap_class, acc.cm)
+    t = tuple(x / max(acc.seen, 1) * 1e3 for x in dt)
+    if not training:
+        shape = (batch_size, 3, imgsz, imgsz)
+        LOGGER.info("Speed: %.1fms pre-process, %.1fms inference, %.1fms NMS per image at shape %s" % (*t, shape))
+    if plots and acc.cm is not None:
+        acc.cm.plot(save_dir=save_dir, names=list(names.values()))
+    if save_json and acc.jdict:
+        map50, map_ = _coco_eval(acc.jdict, dataloader, data, names, weights, save_dir, is_coco, class_map,
+                                 map50, map_)
+    model.float()
+    if not training:
+        n_txt = len(list((save_dir / "labels").glob("*.txt"))) if save_txt else 0
+        LOGGER.info("Results saved to %s%s", save_dir, f"\n{n_txt} labels saved to {save_dir / 'labels'}"
+                    if save_txt else "")
+    maps = np.zeros(nc) + map_
+    if ap_class is not None:
+        for i, c in enumerate(ap_class):
+            maps[c] = ap[i]
+    losses = [float(acc.loss[k]) / max(len(dataloader), 1) for k in LOSS_KEYS]
+    return (float(mp), float(mr), float(map50), float(map_), *losses), maps, t
+
+
+def _coco_eval(jdict, dataloader, data, names, weights, save_dir, is_coco, class_map, map50, map_):
+    """Write predictions (and, for non-COCO data, ground truth built from the labels) and run pycocotools.
+
+    With COCO's official annotations its mAPs replace ours (as upstream); otherwise they are reported beside.
+    """
+    w = Path(weights[0] if isinstance(weights, (list, tuple)) else weights or "model").stem
+    pred_json = coco.save_json(jdict, save_dir / f"{w}_predictions.json")
+    LOGGER.info("Evaluating pycocotools mAP... saving %s", pred_json)
+    anno = Path(data.get("path", "")) / "annotations" / "instances_val2017.json"
+    ds = dataloader.dataset
+    if not (is_coco and anno.exists()):
+        gt = coco.ground_truth(ds.im_files, ds.labels, ds.shapes, names, class_map)
+        anno = coco.save_json(gt, save_dir / "ground_truth.json")
+    stats = coco.evaluate(anno, pred_json, img_ids=[coco.image_id(f) for f in ds.im_files])
+    if stats is not None and is_coco:
+        map_, map50 = float(stats[0]), float(stats[1])
+    return map50, map_
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser("YOLOv5 validation", add_help=add_help)
+    p.add_argument("--data", type=str, default="data/coco128.yaml", help="dataset.yaml path")
+    p.add_argument("--weights", nargs="+", type=str, default="yolov5s.pt", help="model path(s)")
+    p.add_argument("--batch-size", type=int, default=32, help="batch size")
+    p.add_argument("--imgsz", "--img", "--img-size", type=int, default=640, help="inference size (pixels)")
+    p.add_argument("--conf-thres", type=float, default=0.001, help="confidence threshold")
+    p.add_argument("--iou-thres", type=float, default=0.6, help="NMS IoU threshold")
+    p.add_argument("--max-det", type=int, default=300, help="maximum detections per image")
+    p.add_argument("--task", default="val", choices=("train", "val", "test", "speed"), help="split or speed")
+    p.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
+    p.add_argument("--workers", type=int, default=8, help="max dataloader workers")
+    p.add_argument("--single-cls", action="store_true", help="treat as single-class dataset")
+    p.add_argument("--augment", action="store_true", help="augmented inference (TTA)")
+    p.add_argument("--verbose", action="store_true", help="report mAP by class")
+    p.add_argument("--save-txt", action="store_true", help="save results to *.txt")
+    p.add_argument("--save-conf", action="store_true", help="save confidences in --save-txt labels")
+    p.add_argument("--save-json", action="store_true", help="save a COCO-JSON results file and run pycocotools")
+    p.add_argument("--project", default=ROOT / "runs/val", help="save to project/name")
+    p.add_argument("--name", default="exp", help="save to project/name")
+    p.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
+    p.add_argument("--half", action="store_true", help="use FP16 half-precision inference (CUDA only)")
+    return p
+
+
+def parse_opt(argv=None) -> argparse.Namespace:
+    opt = get_args_parser().parse_args(argv)
+    opt.save_json |= str(opt.data).endswith("coco.yaml")
+    return opt
+
+
+def main(opt: argparse.Namespace):
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if opt.task in ("train", "val", "test"):
+        if opt.conf_thres > 0.001:
+            LOGGER.warning("confidence threshold %s > 0.001 produces invalid results", opt.conf_thres)
+        return run(**vars(opt))
+    weights = opt.weights if isinstance(opt.weights, list) else [opt.weights]
+    results = []
+    for w in weights:  # --task speed: throughput settings, no json, no plots
+        kw = {**vars(opt), "weights": w, "conf_thres": 0.25, "iou_thres": 0.45, "save_json": False, "plots": False}
+        results.append(run(**kw))
+    return results
+
+
+if __name__ == "__main__":
+    main(parse_opt())
