@@ -1,0 +1,192 @@
+"""DistillStep: the training step of a KD run (the Step protocol of docs/design.md, "The training seam").
+
+One call = one student forward with the feature recorder active, one teacher forward under
+``torch.no_grad()`` (not inference mode: its tensors enter losses saved for backward) on the same batch under
+the caller's autocast, the detection terms of ``ComputeLoss.components``, and the KD terms, all per image,
+summed and multiplied by the batch size once: ``total = (lbox + lobj + lcls + lkd) * bs``.
+
+Terms (logged as their own columns): ``distill/fgfi``; ``distill/kl`` and ``distill/mse`` (CILF);
+``distill/fgd_fg``, ``distill/fgd_bg``, ``distill/fgd_at``, ``distill/fgd_glb`` (FGD, summed over levels).
+Each is logged *weighted*, i.e. as it enters the total. Outside the KD schedule (``--kd-warmup-iters``,
+``--kd-stop-epoch``, keyed on global iteration/epoch) the teacher is not run and the terms are logged as 0.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import torch.distributed as torch_dist
+from torch import nn
+
+from distill import adapters, losses, masks
+from distill.config import KDConfig
+from distill.recorder import FeatureRecorder, unwrap
+from distill.teacher import check_compatible, check_output_compatible
+
+if TYPE_CHECKING:  # type hints only
+    from models.yolo import Model
+    from utils.loss import ComputeLoss
+
+
+def _level_anchors(detect: nn.Module, strides: list[float]) -> list[torch.Tensor]:
+    """Anchors (na, 2) grid units of the Detect level with each stride; ValueError if a stride has none."""
+    out = []
+    for stride in strides:
+        matches = [i for i, s in enumerate(detect.stride.tolist()) if abs(s - stride) < 1e-3]
+        if not matches:
+            raise ValueError(f"no Detect level with stride {stride:g} (head strides {detect.stride.tolist()}): "
+                             "FGFI/CILF masks need anchors, distil layers at the head's strides")
+        out.append(detect.anchors[matches[0]])
+    return out
+
+
+class DistillStep:
+    """Step for ``train.py``'s loop. ``modules`` (adapters, FGD blocks) must be in the optimizer, the
+    checkpoint (``checkpoint_key``) and the resume path; the loop does this through the Step protocol.
+
+    Args:
+        student: the bare student (before DDP wrapping); hooks go on it.
+        teacher: a frozen teacher (distill.teacher.load_teacher) on the same device.
+        compute_loss: ``utils.loss.ComputeLoss`` of the student.
+        config: resolved KD options.
+        imgsz: training image size, for the dummy forward that sizes adapters and checks strides.
+        teacher_path, teacher_sha256: recorded in ``state_dict()``.
+    """
+
+    checkpoint_key = "distill"
+
+    def __init__(self, student: "Model", teacher: "Model", compute_loss: "ComputeLoss", config: KDConfig,
+                 imgsz: int, teacher_path: str | None = None, teacher_sha256: str | None = None):
+        student = unwrap(student)
+        self.teacher, self.compute_loss, self.config = teacher, compute_loss, config
+        self.teacher_path, self.teacher_sha256 = teacher_path, teacher_sha256
+        self.student_recorder = FeatureRecorder(student, layers=config.layers)
+        self.teacher_recorder = FeatureRecorder(teacher, layers=config.layers, detach=True)
+        student_shapes = adapters.probe_features(student, self.student_recorder, imgsz)
+        teacher_shapes = adapters.probe_features(teacher, self.teacher_recorder, imgsz)
+        check_compatible(student_shapes, teacher_shapes, imgsz)
+        self.output_kl = "cilf" in config.methods and config.cilf_kl == "outputs"
+        if self.output_kl:
+            check_output_compatible(student.detect, teacher.detect)
+        self.needs_fgfi_masks = "fgfi" in config.methods or "cilf" in config.methods
+        if self.needs_fgfi_masks:
+            self.anchors = _level_anchors(teacher.detect, [imgsz / shape[1] for shape in teacher_shapes])
+        student_channels = [shape[0] for shape in student_shapes]
+        teacher_channels = [shape[0] for shape in teacher_shapes]
+        self.modules = nn.ModuleDict()
+        if self.needs_fgfi_masks:
+            self.modules["adapters"] = adapters.build_adapters(student_channels, teacher_channels)
+        if "fgd" in config.methods:
+            self.modules["fgd"] = nn.ModuleList(
+                losses.FGDLoss(c_s, c_t, config.fgd_temperature, config.fgd_alpha, config.fgd_beta,
+                               config.fgd_gamma, config.fgd_lambda)
+                for c_s, c_t in zip(student_channels, teacher_channels))
+        device = next(student.parameters()).device
+        self.modules.to(device)
+        self.term_names = self._term_names()
+        self._average_gradients_across_ranks()
+
+    def _term_names(self) -> list[str]:
+        names = []
+        if "fgfi" in self.config.methods:
+            names.append("distill/fgfi")
+        if "cilf" in self.config.methods:
+            names += ["distill/kl", "distill/mse"]
+        if "fgd" in self.config.methods:
+            names += ["distill/fgd_fg", "distill/fgd_bg", "distill/fgd_at", "distill/fgd_glb"]
+        return names
+
+    def _average_gradients_across_ranks(self) -> None:
+        """Under DDP, average the gradients of ``modules`` over ranks as they accumulate.
+
+        DDP wraps only the student, so without this every rank would train its own adapters/FGD blocks.
+        The reduction uses its own process group so it never interleaves with DDP's bucket all-reduces.
+        Averaging an already-synchronised accumulated gradient plus a local one stays correct under
+        gradient accumulation.
+        """
+        if not (torch_dist.is_available() and torch_dist.is_initialized()) or torch_dist.get_world_size() == 1:
+            return
+        group, world_size = torch_dist.new_group(), torch_dist.get_world_size()
+
+        def average(param: torch.Tensor) -> None:
+            torch_dist.all_reduce(param.grad, group=group)
+            param.grad.div_(world_size)
+
+        for param in self.modules.parameters():
+            param.register_post_accumulate_grad_hook(average)
+
+    def __call__(self, model: nn.Module, imgs: torch.Tensor, targets: torch.Tensor, *, epoch: int,
+                 iteration: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """imgs (B, 3, H, W) float 0-1, targets (N, 6) -> (total * B to back-propagate, detached terms)."""
+        try:
+            with self.student_recorder:
+                preds = model(imgs)  # the one student forward (through DDP if wrapped)
+            terms = self.compute_loss.components(preds, targets)
+            if self.config.active(epoch, iteration):
+                with torch.no_grad(), self.teacher_recorder:
+                    teacher_out = self.teacher(imgs)
+                teacher_raw = teacher_out[1] if isinstance(teacher_out, tuple) else teacher_out
+                terms.update(self.kd_terms(preds, teacher_raw, self.student_recorder.features,
+                                           self.teacher_recorder.features, targets))
+            else:
+                zero = torch.zeros((), device=imgs.device)
+                terms.update({name: zero for name in self.term_names})
+        finally:  # drop references to this batch's graph and activations
+            self.student_recorder.clear()
+            self.teacher_recorder.clear()
+        total = sum(terms.values()) * imgs.shape[0]
+        return total, {name: value.detach() for name, value in terms.items()}
+
+    def kd_terms(self, student_outputs: list[torch.Tensor], teacher_outputs: list[torch.Tensor],
+                 student_feats: list[torch.Tensor], teacher_feats: list[torch.Tensor], targets: torch.Tensor
+                 ) -> dict[str, torch.Tensor]:
+        """Weighted per-image KD terms. Outputs: (B, na, H, W, no) per head level; feats (B, C, H, W) per level."""
+        config, out = self.config, {}
+        batch_size = student_feats[0].shape[0]
+        teacher_feats = [feat.float() for feat in teacher_feats]
+        targets = targets.to(teacher_feats[0].device)
+        if self.needs_fgfi_masks:
+            shapes = [tuple(feat.shape[2:]) for feat in teacher_feats]
+            fgfi_masks = [masks.fgfi_masks(targets, anchors[None], [shape], batch_size, config.fgfi_psi,
+                                           config.fgfi_assign, config.anchor_t)[0]
+                          for anchors, shape in zip(self.anchors, shapes)]
+            adapted = adapters.adapt(self.modules["adapters"], student_feats)
+        if "fgfi" in config.methods:
+            out["distill/fgfi"] = config.method_weight("fgfi") * losses.fgfi_loss(adapted, teacher_feats, fgfi_masks)
+        if "cilf" in config.methods:
+            weight, alpha = config.method_weight("cilf"), config.cilf_alpha
+            if self.output_kl:
+                head = self.teacher.detect
+                head_masks = masks.fgfi_masks(targets, head.anchors, [tuple(o.shape[2:4]) for o in teacher_outputs],
+                                              batch_size, config.fgfi_psi, config.fgfi_assign, config.anchor_t)
+                kl = losses.output_kl_loss(student_outputs, teacher_outputs, head_masks, config.cilf_temperature)
+            else:
+                kl = losses.feature_kl_loss(adapted, teacher_feats, fgfi_masks, config.cilf_temperature)
+            mse = sum(losses.masked_mse(s, t, m) for s, t, m in zip(adapted, teacher_feats, fgfi_masks))
+            out["distill/kl"] = weight * alpha * kl
+            out["distill/mse"] = weight * (1 - alpha) * mse
+        if "fgd" in config.methods:
+            weight, sums = config.method_weight("fgd"), {}
+            for module, student, teacher in zip(self.modules["fgd"], student_feats, teacher_feats):
+                fg_mask, bg_mask = masks.fgd_masks(targets, tuple(teacher.shape[2:]), batch_size)
+                for key, value in module(student, teacher, fg_mask, bg_mask).items():
+                    sums[key] = sums.get(key, 0.0) + value
+            out.update({f"distill/fgd_{key}": weight * value for key, value in sums.items()})
+        return out
+
+    def state_dict(self) -> dict:
+        """Adapters/FGD weights plus the options and teacher identity they were trained with (plain data)."""
+        return {"modules": self.modules.state_dict(), "config": self.config.to_dict(),
+                "teacher": {"path": self.teacher_path, "sha256": self.teacher_sha256}}
+
+    def load_state_dict(self, state: dict) -> None:
+        saved = KDConfig.from_dict(state["config"])
+        if saved.methods != self.config.methods or saved.layers != self.config.layers:
+            raise ValueError(f"checkpoint KD state is for methods {saved.methods} layers {saved.layers}, "
+                             f"this run uses {self.config.methods} layers {self.config.layers}")
+        self.modules.load_state_dict(state["modules"], strict=True)
+
+    def close(self) -> None:
+        """Remove the recorders' hooks from student and teacher."""
+        self.student_recorder.close()
+        self.teacher_recorder.close()
