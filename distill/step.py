@@ -51,12 +51,15 @@ class DistillStep:
         config: resolved KD options.
         imgsz: training image size, for the dummy forward that sizes adapters and checks strides.
         teacher_path, teacher_sha256: recorded in ``state_dict()``.
+        plot_path: where to save kd_masks.jpg from the first batch that runs the teacher (main process only;
+            the recorded features are reused, no extra forward), or None.
     """
 
     checkpoint_key = "distill"
 
     def __init__(self, student: "Model", teacher: "Model", compute_loss: "ComputeLoss", config: KDConfig,
-                 imgsz: int, teacher_path: str | None = None, teacher_sha256: str | None = None):
+                 imgsz: int, teacher_path: str | None = None, teacher_sha256: str | None = None,
+                 plot_path: str | None = None):
         student = unwrap(student)
         self.teacher, self.compute_loss, self.config = teacher, compute_loss, config
         self.teacher_path, self.teacher_sha256 = teacher_path, teacher_sha256
@@ -69,8 +72,14 @@ class DistillStep:
         if self.output_kl:
             check_output_compatible(student.detect, teacher.detect)
         self.needs_fgfi_masks = "fgfi" in config.methods or "cilf" in config.methods
-        if self.needs_fgfi_masks:
+        try:
             self.anchors = _level_anchors(teacher.detect, [imgsz / shape[1] for shape in teacher_shapes])
+        except ValueError:
+            if self.needs_fgfi_masks:
+                raise
+            self.anchors = None  # FGD alone needs no anchors
+        main_process = not torch_dist.is_initialized() or torch_dist.get_rank() == 0
+        self.plot_path = plot_path if main_process else None
         student_channels = [shape[0] for shape in student_shapes]
         teacher_channels = [shape[0] for shape in teacher_shapes]
         self.modules = nn.ModuleDict()
@@ -128,6 +137,8 @@ class DistillStep:
                 teacher_raw = teacher_out[1] if isinstance(teacher_out, tuple) else teacher_out
                 terms.update(self.kd_terms(preds, teacher_raw, self.student_recorder.features,
                                            self.teacher_recorder.features, targets))
+                if self.plot_path:
+                    self._plot(imgs, targets)
             else:
                 zero = torch.zeros((), device=imgs.device)
                 terms.update({name: zero for name in self.term_names})
@@ -136,6 +147,13 @@ class DistillStep:
             self.teacher_recorder.clear()
         total = sum(terms.values()) * imgs.shape[0]
         return total, {name: value.detach() for name, value in terms.items()}
+
+    def _plot(self, imgs: torch.Tensor, targets: torch.Tensor) -> None:
+        from distill.visualize import plot_kd_masks  # matplotlib only when plotting
+
+        config, path, self.plot_path = self.config, self.plot_path, None
+        plot_kd_masks(imgs, targets, self.student_recorder.features, self.teacher_recorder.features,
+                      self.anchors, path, config.fgfi_psi, config.fgd_temperature)
 
     def kd_terms(self, student_outputs: list[torch.Tensor], teacher_outputs: list[torch.Tensor],
                  student_feats: list[torch.Tensor], teacher_feats: list[torch.Tensor], targets: torch.Tensor

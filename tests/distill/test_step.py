@@ -152,15 +152,16 @@ def test_one_student_forward_named_terms_and_batch_scaling(teacher_file, hyp):
     assert torch.isclose(total, sum(terms.values()) * imgs.shape[0])
 
 
-def test_schedule_skips_teacher_and_zeroes_kd_terms(teacher_file, hyp):
+def test_schedule_skips_teacher_and_zeroes_kd_terms(teacher_file, hyp, tmp_path):
     student, teacher, step = _build(teacher_file, hyp, warmup_iters=5, stop_epoch=2)
+    step.plot_path = tmp_path / "kd_masks.jpg"  # written at the first batch that runs the teacher
     calls = []
     teacher.model[0].register_forward_hook(lambda *a: calls.append(1))
     imgs, targets = _batch()
     for epoch, iteration, on in ((0, 4, False), (0, 5, True), (1, 900, True), (2, 901, False)):
         _, terms = step(student, imgs, targets, epoch=epoch, iteration=iteration)
         assert (terms["distill/fgfi"] > 0) == on and (terms["distill/fgd_fg"] > 0) == on
-    assert len(calls) == 2
+    assert len(calls) == 2 and step.plot_path is None and (tmp_path / "kd_masks.jpg").stat().st_size > 0
 
 
 def test_empty_targets_give_finite_terms_and_zero_imitation(teacher_file, hyp):
