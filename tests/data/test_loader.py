@@ -1,0 +1,159 @@
+"""Loader: batch format, seeded determinism, worker reuse, rect shapes, image caches, label-cache invalidation."""
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from data import cache
+from data.dataset import LoadImagesAndLabels
+from data.images import img2label_paths, read_image
+from data.loader import create_dataloader, random_imgsz, resize_batch
+from tests.data.synth import make_yolo_dataset, write_image
+
+HYP = dict(hsv_h=0.015, hsv_s=0.7, hsv_v=0.4, degrees=5.0, translate=0.1, scale=0.5, shear=0.0,
+           perspective=0.0, flipud=0.0, fliplr=0.5, mosaic=1.0, mixup=0.2, copy_paste=0.0)
+
+
+def _batches(src, seed, workers=0, n=2, **kw):
+    loader, _ = create_dataloader(str(src), 64, 4, 32, hyp=HYP, augment=True, shuffle=True, workers=workers,
+                                  seed=seed, **kw)
+    it = iter(loader)
+    return [next(it) for _ in range(n)]
+
+
+def test_batch_format(tmp_path):
+    src = make_yolo_dataset(tmp_path / "ds", n=6)
+    imgs, targets, paths, shapes = _batches(src, seed=0, n=1)[0]
+    assert imgs.shape == (4, 3, 64, 64) and imgs.dtype == torch.uint8
+    assert targets.ndim == 2 and targets.shape[1] == 6 and targets.dtype == torch.float32
+    assert set(targets[:, 0].long().tolist()) <= {0, 1, 2, 3}
+    assert ((targets[:, 2:] >= 0) & (targets[:, 2:] <= 1)).all()
+    assert len(paths) == 4 and shapes == (None,) * 4
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_same_seed_same_batches(tmp_path, workers):
+    src = make_yolo_dataset(tmp_path / "ds", n=8)
+    a, b = _batches(src, 1, workers), _batches(src, 1, workers)
+    c = _batches(src, 2, workers)
+    for (ia, ta, pa, _), (ib, tb, pb, _) in zip(a, b):
+        assert pa == pb and torch.equal(ia, ib) and torch.equal(ta, tb)
+    assert not all(torch.equal(x[0], y[0]) for x, y in zip(a, c))
+
+
+def test_infinite_loader_reuses_workers_and_reshuffles(tmp_path):
+    src = make_yolo_dataset(tmp_path / "ds", n=8)
+    loader, _ = create_dataloader(str(src), 64, 4, 32, augment=False, shuffle=True, workers=2)
+    it0 = loader._iterator
+    epochs = [[p for _, _, paths, _ in loader for p in paths] for _ in range(3)]
+    assert len(loader) == 2 and all(sorted(e) == sorted(epochs[0]) and len(e) == 8 for e in epochs)
+    assert loader._iterator is it0 and len({tuple(e) for e in epochs}) > 1
+
+
+def test_rect_batches_and_val_shapes(tmp_path):
+    src = tmp_path / "ds" / "images"
+    for i, (w, h) in enumerate([(100, 50), (100, 60), (50, 100), (60, 100)]):
+        write_image(src / f"{i}.png", w, h)
+    loader, ds = create_dataloader(str(src), 64, 2, 32, rect=True, pad=0.5, shuffle=True)
+    # sorted by h/w: 0.5, 0.6 -> [maxi=0.6, 1]; 1.67, 2 -> [1, 1/1.67]; ceil(shape*64/32 + 0.5)*32
+    np.testing.assert_array_equal(ds.batch_shapes, [[64, 96], [96, 64]])
+    shapes = [tuple(imgs.shape[2:]) for imgs, *_ in loader]
+    assert shapes == [(64, 96), (96, 64)]
+
+
+def test_cache_ram_and_disk_give_the_same_images(tmp_path, isolated_cache):
+    src = make_yolo_dataset(tmp_path / "ds", n=3)
+    plain = LoadImagesAndLabels(str(src), 64)
+    ram = LoadImagesAndLabels(str(src), 64, cache_images="ram")
+    disk = LoadImagesAndLabels(str(src), 64, cache_images="disk")
+    for i in range(3):
+        assert torch.equal(plain[i][0], ram[i][0]) and torch.equal(plain[i][0], disk[i][0])
+    npy = list(isolated_cache.rglob("*.npy"))
+    assert len(npy) == 3 and not list((tmp_path / "ds").rglob("*.npy"))
+
+
+def test_label_cache_is_used_and_invalidated_by_same_size_edit(tmp_path, monkeypatch):
+    src = make_yolo_dataset(tmp_path / "ds", n=2)
+    ds = LoadImagesAndLabels(str(src), 64, nc=8)
+    assert (tmp_path / "ds" / "labels" / "train.cache.npz").is_file()
+    import data.dataset as dataset_mod
+
+    def no_verify(*a):
+        raise AssertionError("labels were verified again although nothing changed")
+
+    monkeypatch.setattr(dataset_mod, "verify_pair", no_verify)
+    again = LoadImagesAndLabels(str(src), 64, nc=8)
+    assert all(np.array_equal(a, b) for a, b in zip(ds.labels, again.labels))
+    monkeypatch.undo()
+    lb = tmp_path / "ds" / "labels" / "train" / "im0.txt"
+    text = lb.read_text()
+    old_cls = text[0]
+    new_cls = "7" if old_cls != "7" else "6"
+    st = os.stat(lb)
+    lb.write_text(new_cls + text[1:])  # same byte size
+    os.utime(lb, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert os.stat(lb).st_size == st.st_size
+    edited = LoadImagesAndLabels(str(src), 64, nc=8)
+    assert edited.labels[0][0, 0] == int(new_cls)
+
+
+def test_cache_version_mismatch_rebuilds(tmp_path, monkeypatch):
+    src = make_yolo_dataset(tmp_path / "ds", n=1)
+    LoadImagesAndLabels(str(src), 64)
+    monkeypatch.setattr(cache, "VERSION", "other")
+    key = cache.files_hash([str(f) for f in sorted(src.iterdir())], None)
+    assert cache.load_cache(tmp_path / "ds" / "labels" / "train.cache.npz", key)[0] is None
+
+
+def test_read_only_label_folder_only_warns(tmp_path, isolated_cache, caplog):
+    src = make_yolo_dataset(tmp_path / "ds", n=1)
+    labels = tmp_path / "ds" / "labels"
+    labels.chmod(0o555)
+    try:
+        LoadImagesAndLabels(str(src), 64)
+    finally:
+        labels.chmod(0o755)
+    assert "is not writeable" in caplog.text
+    assert not (labels / "train.cache.npz").exists() and list((isolated_cache / "labels").glob("*.cache.npz"))
+
+
+def test_image_reading_modes(tmp_path):
+    gray = np.tile(np.arange(40, dtype=np.uint8), (30, 1))
+    cv2.imwrite(str(tmp_path / "g.PNG"), gray)
+    cv2.imwrite(str(tmp_path / "d16.png"), (gray.astype(np.uint16) * 256))
+    rgba = np.dstack([np.full((30, 40, 3), (10, 20, 30), np.uint8), np.full((30, 40), 128, np.uint8)])
+    cv2.imwrite(str(tmp_path / "a.png"), rgba)
+    for name, expect in [("g.PNG", gray[..., None]), ("d16.png", gray[..., None]), ("a.png", (10, 20, 30))]:
+        im = read_image(tmp_path / name)
+        assert im.shape == (30, 40, 3) and im.dtype == np.uint8
+        assert np.abs(im.astype(int) - np.broadcast_to(expect, im.shape)).max() <= 1, name
+
+
+def test_exif_rotation_applies_to_image_and_size(tmp_path):
+    from data.verify import verify_pair
+
+    im = Image.new("RGB", (60, 20), (255, 0, 0))
+    exif = Image.Exif()
+    exif[274] = 6  # rotate 90 degrees when displayed
+    f = tmp_path / "images" / "r.JPG"
+    f.parent.mkdir()
+    im.save(f, exif=exif)
+    assert read_image(f).shape == (60, 20, 3)
+    assert verify_pair(str(f), str(tmp_path / "labels" / "r.txt")).shape == (20, 60)
+
+
+def test_label_path_rule():
+    assert img2label_paths(["/a/images/x/images/b/c.JPG"]) == ["/a/images/x/labels/b/c.txt"]
+    assert img2label_paths(["/a/img/c.png"], labels_dir="/l") == ["/l/c.txt"]
+
+
+def test_multiscale_hooks():
+    rng = np.random.default_rng(0)
+    sizes = {random_imgsz(64, 32, rng) for _ in range(50)}
+    assert sizes <= {32, 64, 96} and len(sizes) > 1
+    assert resize_batch(torch.zeros(2, 3, 64, 64), 96).shape == (2, 3, 96, 96)
