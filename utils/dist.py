@@ -96,3 +96,33 @@ def is_parallel(model: nn.Module) -> bool:
 def de_parallel(model: nn.Module) -> nn.Module:
     """The wrapped module of a DP/DDP model, else the model itself."""
     return model.module if is_parallel(model) else model
+
+
+def reduce_min(t: torch.Tensor) -> torch.Tensor:
+    """All-reduce minimum (e.g. of a 'loss is finite' flag) over the process group."""
+    if not is_initialized():
+        return t
+    t = t.clone()
+    torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MIN)
+    return t
+
+
+def broadcast_module(module: nn.Module, src: int = 0) -> None:
+    """Copy rank ``src``'s parameters and buffers into every rank's copy of ``module`` (as DDP does at wrap)."""
+    if not is_initialized():
+        return
+    with torch.no_grad():
+        for t in list(module.parameters()) + list(module.buffers()):
+            torch_dist.broadcast(t.data, src=src)
+
+
+def average_gradients(params) -> None:
+    """Average ``.grad`` of parameters outside DDP (e.g. a training step's own modules) over all ranks."""
+    if not is_initialized():
+        return
+    world = torch_dist.get_world_size()
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        torch_dist.all_reduce(p.grad, op=torch_dist.ReduceOp.SUM)
+        p.grad.div_(world)
