@@ -34,15 +34,16 @@ colors = Colors()
 
 
 def draw_box(img: np.ndarray, xyxy, label: str = "", color=(128, 128, 128), line_width: int | None = None,
-             txt_color=(255, 255, 255)) -> np.ndarray:
+             txt_color=(255, 255, 255), font_scale: float | None = None) -> np.ndarray:
     """Draw one xyxy pixel box and its label (filled tag above the box, or inside at the top edge) on an
-    (H, W, 3) uint8 image in place; ``color`` is in the image's channel order. Returns the image."""
+    (H, W, 3) uint8 image in place; ``color`` is in the image's channel order. Line width defaults to
+    0.3% of the image size, the font scale to line_width / 3. Returns the image."""
     lw = line_width or max(round(sum(img.shape[:2]) / 2 * 0.003), 2)
     p1, p2 = (int(xyxy[0]), int(xyxy[1])), (int(xyxy[2]), int(xyxy[3]))
     cv2.rectangle(img, p1, p2, color, thickness=lw, lineType=cv2.LINE_AA)
     if label:
-        tf = max(lw - 1, 1)
-        scale = lw / 3
+        scale = font_scale or lw / 3
+        tf = max(round(scale * 1.5), 1)
         tw, th = cv2.getTextSize(label, 0, fontScale=scale, thickness=tf)[0]
         outside = p1[1] - th - 3 >= 0
         q2 = p1[0] + tw, p1[1] - th - 3 if outside else p1[1] + th + 3
@@ -78,13 +79,13 @@ def plot_images(images, targets, paths=None, fname="images.jpg", names=None, max
     if scale < 1:
         h, w = math.ceil(scale * h), math.ceil(scale * w)
         mosaic = cv2.resize(mosaic, (ns * w, ns * h))
-    lw = max(round((ns * (h + w)) / 2 * 0.003), 1)
+    lw = max(round(min(h, w) / 160), 1)  # thin lines and small tags: a batch grid is dense
     for i in range(bs):
         x, y = w * (i % ns), h * (i // ns)
         cv2.rectangle(mosaic, (x, y), (x + w, y + h), (255, 255, 255), 2)
         if paths is not None:
-            cv2.putText(mosaic, Path(paths[i]).name[:40], (x + 5, y + 15), 0, lw / 3, (220, 220, 220),
-                        thickness=max(lw - 1, 1), lineType=cv2.LINE_AA)
+            cv2.putText(mosaic, Path(paths[i]).name[:40], (x + 5, y + 15), 0, 0.4, (220, 220, 220),
+                        thickness=1, lineType=cv2.LINE_AA)
         _draw_targets(mosaic, targets[targets[:, 0] == i], (x, y), (h, w), scale, names, lw)
     Path(fname).parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(fname), cv2.cvtColor(mosaic, cv2.COLOR_RGB2BGR))
@@ -111,7 +112,7 @@ def _draw_targets(mosaic, t, offset, hw, scale, names, lw):
         label = _name(names, c)
         if has_conf:
             label = f"{label} {t[j, 6]:.1f}"
-        draw_box(mosaic, box, label, colors(c), lw)
+        draw_box(mosaic, box, label, colors(c), lw, font_scale=0.35)
 
 
 def _name(names, c: int) -> str:
