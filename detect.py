@@ -11,6 +11,7 @@ import logging
 import time
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -113,8 +114,14 @@ def annotate(im0, det, names, line_width: int, hide_labels: bool, hide_conf: boo
     for *xyxy, conf, cls in det.tolist():
         c = int(cls)
         label = None if hide_labels else (names[c] if hide_conf else f"{names[c]} {conf:.2f}")
-        plots.draw_box(im0, xyxy, label, plots.colors(c), line_width)
+        plots.draw_box(im0, xyxy, label, plots.colors(c, bgr=True), line_width)
     return im0
+
+
+class DetectResult(NamedTuple):
+    save_dir: Path
+    detections: dict
+    speed: tuple
 
 
 class VideoSink:
@@ -147,7 +154,8 @@ def run(
 ):
     """Detect objects and save annotated images/videos, labels and crops under project/name.
 
-    Returns (save_dir, {source path: (k, 6) tensor [x1, y1, x2, y2, conf, cls] in original-image pixels}).
+    Returns DetectResult(save_dir, detections {source path: (k, 6) tensor [x1, y1, x2, y2, conf, cls] in
+    original-image pixels}, speed (pre-process, inference, NMS) in ms per image).
     """
     save_dir = increment_path(Path(project) / name, exist_ok=exist_ok)
     (save_dir / "labels" if save_txt else save_dir).mkdir(parents=True, exist_ok=True)
@@ -179,8 +187,9 @@ def run(
         _save_outputs(det, im0, p, stem, cap, save_dir, sink, names, save_opts)
         LOGGER.info(f"{prefix}{x.shape[2]}x{x.shape[3]} {describe(det, names) or '(no detections), '}{(t2 - t1) * 1e3:.1f}ms")
     sink.close()
-    _log_summary(dt, seen, imgsz, save_dir, save_txt)
-    return save_dir, results
+    speed = tuple(x / max(seen, 1) * 1e3 for x in dt)
+    _log_summary(speed, imgsz, save_dir, save_txt)
+    return DetectResult(save_dir, results, speed)
 
 
 def _save_outputs(det, im0, p: Path, stem: str, cap, save_dir: Path, sink: VideoSink, names, o: dict):
@@ -198,9 +207,8 @@ def _save_outputs(det, im0, p: Path, stem: str, cap, save_dir: Path, sink: Video
         sink.write(save_dir / p.stem, im0, cap)
 
 
-def _log_summary(dt, seen: int, imgsz, save_dir: Path, save_txt: bool):
-    t = tuple(x / max(seen, 1) * 1e3 for x in dt)
-    LOGGER.info(f"Speed: %.1fms pre-process, %.1fms inference, %.1fms NMS per image at shape {(1, 3, *imgsz)}" % t)
+def _log_summary(speed, imgsz, save_dir: Path, save_txt: bool):
+    LOGGER.info(f"Speed: %.1fms pre-process, %.1fms inference, %.1fms NMS per image at shape {(1, 3, *imgsz)}" % speed)
     n_labels = len(list(save_dir.glob("labels/*.txt")))
     extra = f"\n{n_labels} labels saved to {save_dir / 'labels'}" if save_txt else ""
     LOGGER.info(f"Results saved to {save_dir}{extra}")
