@@ -121,3 +121,14 @@ def test_voc_yaml_through_check_dataset(tmp_path):
 
     ds = LoadImagesAndLabels(d["train"], img_size=64, labels_dir=d["labels"], nc=2)
     assert [len(lb) for lb in ds.labels] == [2, 1]
+
+
+def test_voc2yolo_cli(tmp_path, capsys):
+    from data.scripts import voc2yolo
+
+    root = _voc_root(tmp_path)
+    d = voc2yolo.main(["--voc", str(root), "--splits", "train", "--names", "cat", "dog", "--out", str(tmp_path / "o")])
+    assert Path(d["train"]).is_file() and (tmp_path / "o" / "labels" / "a.txt").is_file()
+    assert "labels:" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        voc2yolo.main(["--voc", str(root), "--names", "cat", "--out", str(root / "labels")])
