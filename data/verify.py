@@ -133,8 +133,9 @@ def _poly_box(pts: np.ndarray):
 
 def _check_values(labels: np.ndarray, nc: int | None) -> None:
     cls = labels[:, 0]
-    if (cls < 0).any() or (cls != np.round(cls)).any():
-        raise ValueError(f"class ids must be non-negative integers, got {sorted(set(cls[(cls < 0) | (cls != np.round(cls))].tolist()))}")
+    bad = (cls < 0) | (cls != np.round(cls))
+    if bad.any():
+        raise ValueError(f"class ids must be non-negative integers, got {sorted(set(cls[bad].tolist()))}")
     if nc is not None and (cls >= nc).any():
         raise ValueError(f"class id {int(cls.max())} exceeds dataset class count nc={nc} (ids 0-{nc - 1})")
     xywh = labels[:, 1:]
