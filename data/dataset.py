@@ -226,7 +226,9 @@ class LoadImagesAndLabels(Dataset):
         ims, labels, paths, shapes = zip(*batch)
         for i, lb in enumerate(labels):
             lb[:, 0] = i
-        return torch.stack(ims, 0), torch.cat(labels, 0), paths, shapes
+        # numpy stacks uint8 images in ~0.2 ms; torch.stack took ~250 ms with 2 intra-op threads on a busy 2-core box
+        imgs = torch.from_numpy(np.stack([im.numpy() for im in ims], 0))
+        return imgs, torch.cat(labels, 0), paths, shapes
 
 
 def _cache_path(path, label_files, labels_dir) -> Path:
