@@ -137,7 +137,7 @@ def run(data, weights=None, batch_size=32, imgsz=640, conf_thres=0.001, iou_thre
     model, device, half, imgsz, new_dir = _model_setup(model, weights, device, half, imgsz, batch_size, project,
                                                        name, exist_ok, save_txt)
     save_dir = Path(save_dir) if training else new_dir
-    data = check_dataset(data)
+    data = data if training else check_dataset(data)  # train.py passes its already-checked dict
     model.eval()
     nc = 1 if single_cls else int(data["nc"])
     if not training and not single_cls and model.nc != nc:
@@ -148,7 +148,7 @@ def run(data, weights=None, batch_size=32, imgsz=640, conf_thres=0.001, iou_thre
         dataloader = create_dataloader(data[task], imgsz, batch_size, max(int(model.stride.max()), 32),
                                        single_cls, pad=0.5 if rect else 0.0, rect=rect, workers=workers,
                                        prefix=f"{task}: ", nc=int(data["nc"]), labels_dir=data.get("labels"))[0]
-    names = {0: "item"} if single_cls else dict(getattr(model, "names", None) or data["names"])
+    names = {0: "item"} if single_cls else dict(data.get("names") or model.names)  # the labels' own names
     is_coco = isinstance(data.get("val"), str) and data["val"].endswith("coco/val2017.txt")
     class_map = coco.coco80_to_coco91() if is_coco else None
     acc = _Accumulator(nc, device, plots)
