@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
 import sys
 from multiprocessing.pool import ThreadPool
