@@ -195,12 +195,10 @@ def _sync(device) -> float:
 
 
 def _plot_batch(im, targets, out, paths, save_dir, batch_i, names):
-    try:
-        from utils import plots as plots_mod
-    except ImportError:  # utils.plots not available yet: skip the batch drawings
-        return
-    plots_mod.plot_images(im, targets, paths, save_dir / f"val_batch{batch_i}_labels.jpg", names)
-    plots_mod.plot_images(im, output_to_target(out), paths, save_dir / f"val_batch{batch_i}_pred.jpg", names)
+    from utils import plots as batch_plots  # cv2 drawing, only when plotting
+
+    batch_plots.plot_images(im, targets, paths, save_dir / f"val_batch{batch_i}_labels.jpg", names)
+    batch_plots.plot_images(im, output_to_target(out), paths, save_dir / f"val_batch{batch_i}_pred.jpg", names)
 
 
 def _finish(acc, dataloader, data, names, nc, model, weights, dt, imgsz, batch_size, training, verbose, plots,

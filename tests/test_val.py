@@ -62,7 +62,8 @@ def test_coco8_return_contract(coco8_runs, coco8_names):
     assert r["maps"].shape == (80,) and r["maps"][0] == pytest.approx(r["per_class"]["person"][3])
     assert r["maps"][1] == pytest.approx(r["results"][3])  # absent class: overall mAP
     assert len(r["times"]) == 3 and all(t >= 0 for t in r["times"])
-    for f in ("PR_curve.png", "F1_curve.png", "P_curve.png", "R_curve.png", "confusion_matrix.png"):
+    for f in ("PR_curve.png", "F1_curve.png", "P_curve.png", "R_curve.png", "confusion_matrix.png",
+              "val_batch0_labels.jpg", "val_batch0_pred.jpg"):
         assert (r["dir"] / f).exists()
 
 
