@@ -157,3 +157,31 @@ def test_multiscale_hooks():
     sizes = {random_imgsz(64, 32, rng) for _ in range(50)}
     assert sizes <= {32, 64, 96} and len(sizes) > 1
     assert resize_batch(torch.zeros(2, 3, 64, 64), 96).shape == (2, 3, 96, 96)
+
+
+def test_distributed_sampler_when_rank_is_set(tmp_path):
+    import torch.distributed as dist
+
+    src = make_yolo_dataset(tmp_path / "ds", n=4)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        loader, _ = create_dataloader(str(src), 64, 2, 32, rank=0, shuffle=True, workers=0)
+        assert isinstance(loader.sampler, torch.utils.data.distributed.DistributedSampler)
+        assert sorted(p for _, _, paths, _ in loader for p in paths) == sorted(str(f) for f in src.iterdir())
+    finally:
+        dist.destroy_process_group()
+
+
+def test_polygon_labels_through_mosaic_and_copy_paste(tmp_path):
+    src = make_yolo_dataset(tmp_path / "ds", n=4)
+    for lb in (tmp_path / "ds" / "labels" / "train").iterdir():  # rewrite boxes as 4-point polygons
+        rows = []
+        for c, x, y, w, h in np.loadtxt(lb, ndmin=2):
+            x1, y1, x2, y2 = x - w / 2, y - h / 2, x + w / 2, y + h / 2
+            rows.append(f"{int(c)} {x1:.6f} {y1:.6f} {x2:.6f} {y1:.6f} {x2:.6f} {y2:.6f} {x1:.6f} {y2:.6f}")
+        lb.write_text("\n".join(rows) + "\n")
+    ds = LoadImagesAndLabels(str(src), 64, augment=True, hyp={**HYP, "copy_paste": 1.0, "mixup": 0.0}, seed=0)
+    assert all(len(s) == len(lb) == 2 for s, lb in zip(ds.segments, ds.labels))
+    targets = [ds[i % 4][1] for i in range(8)]
+    assert max(len(t) for t in targets) > 2  # mosaic tiles of several images (plus pasted copies) survive
+    assert all(((t[:, 2:] >= 0) & (t[:, 2:] <= 1)).all() for t in targets)
