@@ -42,7 +42,8 @@ def _level_anchors(detect: nn.Module, strides: list[float]) -> list[torch.Tensor
 
 class DistillStep:
     """Step for ``train.py``'s loop. ``modules`` (adapters, FGD blocks) must be in the optimizer, the
-    checkpoint (``checkpoint_key``) and the resume path; the loop does this through the Step protocol.
+    checkpoint (``checkpoint_key``) and the resume path, and under DDP be broadcast once and have their
+    gradients averaged over ranks (DDP wraps only the student); the loop does all this for ``step.modules``.
 
     Args:
         student: the bare student (before DDP wrapping); hooks go on it.
@@ -93,7 +94,6 @@ class DistillStep:
         device = next(student.parameters()).device
         self.modules.to(device)
         self.term_names = self._term_names()
-        self._average_gradients_across_ranks()
 
     def _term_names(self) -> list[str]:
         names = []
@@ -104,25 +104,6 @@ class DistillStep:
         if "fgd" in self.config.methods:
             names += ["distill/fgd_fg", "distill/fgd_bg", "distill/fgd_at", "distill/fgd_glb"]
         return names
-
-    def _average_gradients_across_ranks(self) -> None:
-        """Under DDP, average the gradients of ``modules`` over ranks as they accumulate.
-
-        DDP wraps only the student, so without this every rank would train its own adapters/FGD blocks.
-        The reduction uses its own process group so it never interleaves with DDP's bucket all-reduces.
-        Averaging an already-synchronised accumulated gradient plus a local one stays correct under
-        gradient accumulation.
-        """
-        if not (torch_dist.is_available() and torch_dist.is_initialized()) or torch_dist.get_world_size() == 1:
-            return
-        group, world_size = torch_dist.new_group(), torch_dist.get_world_size()
-
-        def average(param: torch.Tensor) -> None:
-            torch_dist.all_reduce(param.grad, group=group)
-            param.grad.div_(world_size)
-
-        for param in self.modules.parameters():
-            param.register_post_accumulate_grad_hook(average)
 
     def __call__(self, model: nn.Module, imgs: torch.Tensor, targets: torch.Tensor, *, epoch: int,
                  iteration: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -202,6 +183,10 @@ class DistillStep:
         if saved.methods != self.config.methods or saved.layers != self.config.layers:
             raise ValueError(f"checkpoint KD state is for methods {saved.methods} layers {saved.layers}, "
                              f"this run uses {self.config.methods} layers {self.config.layers}")
+        saved_sha = (state.get("teacher") or {}).get("sha256")
+        if saved_sha and self.teacher_sha256 and saved_sha != self.teacher_sha256:
+            raise ValueError(f"the teacher file changed since this run started (sha256 {saved_sha[:12]}... in the "
+                             f"checkpoint, {self.teacher_sha256[:12]}... now): resume with the original teacher")
         self.modules.load_state_dict(state["modules"], strict=True)
 
     def close(self) -> None:

@@ -81,4 +81,5 @@ def check_output_compatible(student_detect: nn.Module, teacher_detect: nn.Module
         problems.append("anchor shapes differ")
     if problems:
         raise ValueError("CILF KL on outputs needs teacher and student heads to agree (student vs teacher: "
-                         + "; ".join(problems) + "): use --cilf-kl features or a matching teacher")
+                         + "; ".join(problems) + "): use --cilf-kl features or a matching teacher (AutoAnchor may have "
+                         "re-fitted the student's anchors: --noautoanchor keeps the yaml's)")

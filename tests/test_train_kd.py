@@ -1,0 +1,101 @@
+"""train_kd.py end to end on coco8 (64 px, CPU) with the upstream yolov5n.pt as teacher; spec section 10."""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import train_kd
+from distill import teacher as kd_teacher
+from models import weights
+from utils import checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+KD_COLUMNS = {
+    "fgfi": ["train/distill_fgfi"],
+    "cilf": ["train/distill_kl", "train/distill_mse"],
+    "fgd": ["train/distill_fgd_fg", "train/distill_fgd_bg", "train/distill_fgd_at", "train/distill_fgd_glb"],
+}
+
+
+def _options(tmp_path, teacher, methods, name):
+    return ["--data", "coco8.yaml", "--cfg", "yolov5n.yaml", "--weights", "", "--imgsz", "64", "--epochs", "1",
+            "--batch-size", "4", "--device", "cpu", "--workers", "0", "--noautoanchor", "--teacher", str(teacher),
+            "--kd", *methods, "--project", str(tmp_path), "--name", name]
+
+
+def _results(run_dir: Path) -> list[dict]:
+    with open(run_dir / "results.csv") as f:
+        return [{k.strip(): v.strip() for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+@pytest.fixture
+def datasets_env(coco8_dir, monkeypatch):
+    monkeypatch.setenv("DATASETS_DIR", str(coco8_dir.parent))
+
+
+@pytest.mark.parametrize("method", ["fgfi", "cilf", "fgd"])
+def test_one_epoch_per_method(tmp_path, datasets_env, yolov5n_pt, monkeypatch, method):
+    built = []
+
+    def spy(ctx):  # keep the step to inspect its teacher afterwards
+        built.append(train_kd.build_step.__wrapped__(ctx))
+        return built[-1]
+
+    spy.__wrapped__ = train_kd.build_step
+    monkeypatch.setattr(train_kd, "build_step", spy)
+    opt = train_kd.main(train_kd.parse_opt(_options(tmp_path, yolov5n_pt, [method], method)))
+    run_dir = Path(opt.save_dir)
+
+    # pitfall 7: every KD term is its own finite results.csv column, after the upstream ones
+    rows = _results(run_dir)
+    columns = list(rows[0])
+    assert columns[-len(KD_COLUMNS[method]):] == KD_COLUMNS[method]
+    assert all(math.isfinite(float(rows[0][c])) and float(rows[0][c]) > 0 for c in KD_COLUMNS[method])
+
+    # pitfall 1 and 3: the teacher is the checkpoint's, bit-identical after the epoch, without gradients
+    step = built[0]
+    reference = kd_teacher.load_teacher(yolov5n_pt, weights.load_model)
+    assert all(torch.equal(v, step.teacher.state_dict()[k]) for k, v in reference.state_dict().items())
+    assert all(p.grad is None and not p.requires_grad for p in step.teacher.parameters())
+
+    # checkpoints: a normal student checkpoint plus the distillation state under its own key
+    student = weights.load_model(run_dir / "weights" / "last.pt")
+    assert student.nc == 80
+    ckpt = checkpoint.safe_load(run_dir / "weights" / "last.pt")
+    assert ckpt["distill"]["teacher"]["sha256"] == kd_teacher.file_sha256(yolov5n_pt)
+    restored = {k: v for k, v in ckpt["distill"]["modules"].items()}
+    assert restored and all(torch.equal(v.cpu(), step.modules.state_dict()[k].cpu()) for k, v in restored.items())
+    kd_yaml = yaml.safe_load((run_dir / "kd.yaml").read_text())
+    assert kd_yaml["methods"] == [method] and kd_yaml["teacher_sha256"] == kd_teacher.file_sha256(yolov5n_pt)
+    assert (run_dir / "kd_masks.jpg").stat().st_size > 0
+
+
+def test_bad_options_fail_before_training(tmp_path):
+    with pytest.raises(FileNotFoundError, match="teacher"):
+        train_kd.main(train_kd.parse_opt(_options(tmp_path, tmp_path / "none.pt", ["fgd"], "x")))
+    with pytest.raises(SystemExit):  # argparse rejects unknown methods
+        train_kd.parse_opt(_options(tmp_path, "t.pt", ["mgd"], "x"))
+
+
+def test_two_process_gloo_run_completes_one_epoch(tmp_path, coco8_dir, yolov5n_pt):
+    """Pitfall 8: the teacher is never wrapped in DDP and the hooks sit on the unwrapped student."""
+    env = {**os.environ, "DATASETS_DIR": str(coco8_dir.parent), "OMP_NUM_THREADS": "1"}
+    with socket.socket() as probe:  # a free port (port 0 is not resolved by torchrun's static rendezvous)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+               str(ROOT / "train_kd.py"), *_options(tmp_path, yolov5n_pt, ["fgfi", "cilf", "fgd"], "ddp"),
+               "--noplots"]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = _results(tmp_path / "ddp")
+    assert all(math.isfinite(float(rows[0][c])) for cols in KD_COLUMNS.values() for c in cols)

@@ -1,0 +1,125 @@
+"""Train a YOLOv5 student with knowledge distillation from a frozen teacher (FGFI, CILF, FGD).
+
+    python train_kd.py --data BCCD.yaml --cfg yolov5n.yaml --weights '' --img 320 --epochs 60 \\
+        --teacher ../shared/weights/bccd-yolov5s-320.pt --kd fgd
+    torchrun --nproc_per_node 2 train_kd.py ... --kd fgfi cilf
+
+Every option of train.py applies; this file only adds the KD flags and hands train.py's loop a
+``distill.step.DistillStep`` through its step seam (docs/design.md). It has no loop of its own. The teacher is
+loaded strictly on every rank, frozen, never wrapped in DDP, never in the optimizer, the EMA or a checkpoint;
+its path and sha256 go to ``<run>/kd.yaml`` with the resolved KD options, and into the checkpoint's
+``distill`` entry beside the adapters / FGD modules (used by ``--resume``). best.pt/last.pt are ordinary
+student checkpoints for val.py, detect.py, export.py and ``train.py --weights``.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import yaml
+
+import train
+from distill import teacher as kd_teacher
+from distill.config import FGD_PRESETS, METHODS, KDConfig
+from distill.step import DistillStep
+from models import weights as model_weights
+from utils import dist
+
+LOGGER = logging.getLogger("train_kd")
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser("YOLOv5 training with knowledge distillation", add_help=add_help,
+                                     parents=[train.get_args_parser(add_help=False)])
+    kd = parser.add_argument_group("distillation")
+    kd.add_argument("--teacher", type=str, default="", help="teacher checkpoint (ours or upstream YOLOv5 .pt)")
+    kd.add_argument("--kd", nargs="+", choices=METHODS, default=["fgd"], help="KD method(s); several add up")
+    kd.add_argument("--kd-weight", type=float, default=None,
+                    help="outer weight of every KD method (default: fgfi 0.01, cilf 0.01, fgd 1)")
+    kd.add_argument("--kd-layers", type=int, nargs="+", default=None,
+                    help="layer indices to distil (default: the inputs of Detect, e.g. 17 20 23)")
+    kd.add_argument("--fgfi-psi", type=float, default=0.5, help="FGFI mask threshold factor psi")
+    kd.add_argument("--fgfi-assign", choices=("all", "matched"), default="all",
+                    help="FGFI GTs per level: all, or only those YOLOv5's assigner matches to the level")
+    kd.add_argument("--cilf-alpha", type=float, default=0.5, help="CILF: alpha * KL + (1 - alpha) * MSE")
+    kd.add_argument("--cilf-temperature", type=float, default=3.0, help="CILF KL temperature")
+    kd.add_argument("--cilf-kl", choices=("outputs", "features"), default="outputs",
+                    help="CILF KL on raw Detect outputs (Bernoulli) or on channel-softmax features")
+    kd.add_argument("--fgd-preset", choices=tuple(FGD_PRESETS), default="official",
+                    help="FGD temperature/alpha/beta/gamma/lambda preset; the flags below override it")
+    kd.add_argument("--fgd-temperature", type=float, default=None, help="FGD attention temperature")
+    kd.add_argument("--fgd-alpha", type=float, default=None, help="FGD foreground weight")
+    kd.add_argument("--fgd-beta", type=float, default=None, help="FGD background weight")
+    kd.add_argument("--fgd-gamma", type=float, default=None, help="FGD attention weight")
+    kd.add_argument("--fgd-lambda", type=float, default=None, help="FGD global (GcBlock) weight")
+    kd.add_argument("--kd-warmup-iters", type=int, default=0, help="no KD before this global iteration")
+    kd.add_argument("--kd-stop-epoch", type=int, default=None, help="no KD from this epoch on")
+    return parser
+
+
+def parse_opt(argv=None) -> argparse.Namespace:
+    return get_args_parser().parse_args(argv)
+
+
+def build_config(opt: argparse.Namespace, anchor_t: float = 4.0) -> KDConfig:
+    """The frozen KD options from the command line (the only place that reads the KD flags)."""
+    return KDConfig(
+        methods=tuple(opt.kd), weight=opt.kd_weight, layers=opt.kd_layers, fgfi_psi=opt.fgfi_psi,
+        fgfi_assign=opt.fgfi_assign, anchor_t=anchor_t, cilf_alpha=opt.cilf_alpha,
+        cilf_temperature=opt.cilf_temperature, cilf_kl=opt.cilf_kl, fgd_preset=opt.fgd_preset,
+        fgd_temperature=opt.fgd_temperature, fgd_alpha=opt.fgd_alpha, fgd_beta=opt.fgd_beta,
+        fgd_gamma=opt.fgd_gamma, fgd_lambda=opt.fgd_lambda, warmup_iters=opt.kd_warmup_iters,
+        stop_epoch=opt.kd_stop_epoch)
+
+
+def build_step(ctx: train.StepContext) -> DistillStep:
+    """Step factory for train.py: called after the EMA exists, with the bare student, on every rank.
+
+    Reads the (possibly resumed) options from ``ctx.opt``, loads and checks the teacher, writes kd.yaml.
+    """
+    opt = ctx.opt
+    if not opt.teacher:
+        raise ValueError("train_kd.py needs --teacher PATH (our or an upstream YOLOv5 .pt)")
+    config = build_config(opt, anchor_t=float(ctx.hyp.get("anchor_t", 4.0)))
+    teacher_path = Path(opt.teacher).resolve()
+    teacher = kd_teacher.load_teacher(teacher_path, model_weights.load_model, ctx.device)
+    sha256 = kd_teacher.file_sha256(teacher_path)
+    plot_path = None if opt.noplots else Path(ctx.save_dir) / "kd_masks.jpg"
+    step = DistillStep(ctx.model, teacher, ctx.compute_loss, config, ctx.imgsz, str(teacher_path), sha256,
+                       plot_path)
+    if dist.is_main_process():
+        record = {"teacher": str(teacher_path), "teacher_sha256": sha256, **config.to_dict()}
+        with open(Path(ctx.save_dir) / "kd.yaml", "w") as f:
+            yaml.safe_dump(record, f, sort_keys=False)
+        LOGGER.info(f"distillation: {', '.join(config.methods)} from {teacher_path.name} (sha256 {sha256[:12]}), "
+                    f"{len(step.term_names)} KD terms, {sum(p.numel() for p in step.modules.parameters())} "
+                    "trainable KD parameters")
+    return step
+
+
+def main(opt: argparse.Namespace, callbacks=None) -> argparse.Namespace:
+    """Check the KD options early (a fresh run), then run train.py's main with the distillation step."""
+    if not opt.resume:
+        build_config(opt)  # invalid combinations fail before any data or model is touched
+        if not opt.teacher or not Path(opt.teacher).is_file():
+            raise FileNotFoundError(f"--teacher {opt.teacher!r} not found")
+    return train.main(opt, step_factory=build_step, callbacks=callbacks)
+
+
+def run(**kwargs) -> argparse.Namespace:
+    """Python API: ``train_kd.run(data=..., cfg='yolov5n.yaml', teacher='t.pt', kd=['fgd'], imgsz=320)``."""
+    callbacks = kwargs.pop("callbacks", None)
+    opt = parse_opt([])
+    for key, value in kwargs.items():
+        if not hasattr(opt, key):
+            raise TypeError(f"train_kd.run() got an unknown option {key!r}")
+        setattr(opt, key, value)
+    return main(opt, callbacks=callbacks)
+
+
+if __name__ == "__main__":
+    try:
+        main(parse_opt())
+    except train.NonFiniteLossError as e:
+        raise SystemExit(f"ERROR: {e}") from None
