@@ -149,6 +149,7 @@ class Concat(nn.Module):
         return torch.cat(x, self.d)
 
 
+@torch.no_grad()
 def fuse_conv_and_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     """A Conv2d with bias equal to bn(conv(x)) in eval mode: W' = diag(g/sqrt(v+eps)) W, b' = beta - g*mu/sqrt(v+eps)."""
     fused = nn.Conv2d(

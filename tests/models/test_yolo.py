@@ -138,3 +138,9 @@ def test_activation_key_applies_per_model_without_leaking():
     leaky = Model(cfg)
     assert isinstance(leaky.model[0].act, torch.nn.LeakyReLU) and leaky.model[0].act.negative_slope == 0.1
     assert isinstance(Model("yolov5n.yaml").model[0].act, torch.nn.SiLU)
+
+
+def test_fused_weights_are_plain_leaf_tensors():
+    model = Model("yolov5n.yaml").eval().fuse()
+    fused = [m.conv for m in model.modules() if hasattr(m, "conv") and isinstance(m.conv, torch.nn.Conv2d)]
+    assert fused and all(p.is_leaf and p.grad_fn is None for c in fused for p in c.parameters())
