@@ -116,8 +116,10 @@ class DistillStep:
                 with torch.no_grad(), self.teacher_recorder:
                     teacher_out = self.teacher(imgs)
                 teacher_raw = teacher_out[1] if isinstance(teacher_out, tuple) else teacher_out
-                terms.update(self.kd_terms(preds, teacher_raw, self.student_recorder.features,
-                                           self.teacher_recorder.features, targets))
+                # KD losses in float32: squared feature differences and sums overflow easily in fp16
+                with torch.autocast(device_type=imgs.device.type, enabled=False):
+                    terms.update(self.kd_terms(preds, teacher_raw, self.student_recorder.features,
+                                               self.teacher_recorder.features, targets))
                 if self.plot_path:
                     self._plot(imgs, targets)
             else:

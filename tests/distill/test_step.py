@@ -197,3 +197,13 @@ def test_custom_layers_and_recorders_removed_by_close(teacher_file, hyp):
     total.backward()
     step.close()
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in student.modules())
+
+
+def test_kd_terms_computed_in_float32_under_autocast(teacher_file, hyp):
+    student, _, step = _build(teacher_file, hyp)
+    imgs, targets = _batch()
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):  # the loop's AMP, on CPU
+        total, terms = step(student, imgs, targets, epoch=0, iteration=0)
+    total.backward()
+    assert all(terms[name].dtype == torch.float32 and torch.isfinite(terms[name]) for name in step.term_names)
+    assert step.modules["adapters"][0].weight.grad.abs().sum() > 0
