@@ -156,7 +156,9 @@ class DistillStep:
             out["distill/fgfi"] = config.method_weight("fgfi") * losses.fgfi_loss(adapted, teacher_feats, fgfi_masks)
         if "cilf" in config.methods:
             weight, alpha = config.method_weight("cilf"), config.cilf_alpha
-            if self.output_kl:
+            if self.output_kl and config.layers is None:  # the distilled levels are the head's levels
+                kl = losses.output_kl_loss(student_outputs, teacher_outputs, fgfi_masks, config.cilf_temperature)
+            elif self.output_kl:
                 head = self.teacher.detect
                 head_masks = masks.fgfi_masks(targets, head.anchors, [tuple(o.shape[2:4]) for o in teacher_outputs],
                                               batch_size, config.fgfi_psi, config.fgfi_assign, config.anchor_t)
