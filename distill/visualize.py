@@ -41,9 +41,12 @@ def plot_kd_masks(imgs: torch.Tensor, targets: torch.Tensor, student_feats: list
                                         for a, s in zip(anchors, shapes)]
     fg_mask, _ = masks.fgd_masks(targets, shapes[0], batch)
     attention = spatial_attention(teacher_feats[0], fgd_temperature)
-    panels = [(f"FGFI mask L{level}", m) for level, m in enumerate(fgfi)]
-    panels += [("FGD fg mask L0", fg_mask), (f"teacher attention L0 (T={fgd_temperature:g})", attention),
-               ("teacher mean_c F L0", teacher_feats[0].mean(1)), ("student mean_c F L0", student_feats[0].mean(1))]
+    # (title, values, colour range): masks get a fixed range so an all-lit mask does not render as all-dark
+    panels = [(f"FGFI mask L{level}", m, (0, 1)) for level, m in enumerate(fgfi)]
+    panels += [("FGD fg mask L0", fg_mask, (0, None)),
+               (f"teacher attention L0 (T={fgd_temperature:g})", attention, (None, None)),
+               ("teacher mean_c F L0", teacher_feats[0].mean(1), (None, None)),
+               ("student mean_c F L0", student_feats[0].mean(1), (None, None))]
     height, width = imgs.shape[2:]
     fig, axes = plt.subplots(batch, len(panels) + 1, figsize=(2.4 * (len(panels) + 1), 2.4 * batch), squeeze=False)
     for b in range(batch):
@@ -53,8 +56,8 @@ def plot_kd_masks(imgs: torch.Tensor, targets: torch.Tensor, student_feats: list
             ax.add_patch(plt.Rectangle(((x - w / 2) * width, (y - h / 2) * height), w * width, h * height,
                                        fill=False, edgecolor="lime", linewidth=1))
         ax.set_title("image + targets" if b == 0 else "", fontsize=8)
-        for column, (title, values) in enumerate(panels, start=1):
-            axes[b, column].imshow(values[b].numpy(), cmap="viridis", interpolation="nearest")
+        for column, (title, values, (low, high)) in enumerate(panels, start=1):
+            axes[b, column].imshow(values[b].numpy(), cmap="viridis", interpolation="nearest", vmin=low, vmax=high)
             axes[b, column].set_title(title if b == 0 else "", fontsize=8)
     for ax in axes.flat:
         ax.axis("off")
