@@ -1,8 +1,8 @@
 """Convert the published NWPU VHR-10 folder to YOLO labels with a seeded, reproducible train/val split.
 
-    python data/scripts/nwpu2yolo.py                           # DATASETS_DIR/'NWPU VHR-10 dataset' -> DATASETS_DIR/NWPU-VHR-10
+    python data/scripts/nwpu2yolo.py     # DATASETS_DIR/'NWPU VHR-10 dataset' -> DATASETS_DIR/NWPU-VHR-10
     python data/scripts/nwpu2yolo.py --src '/data/NWPU VHR-10 dataset' --out /data/NWPU-VHR-10 --seed 1
-    python data/scripts/nwpu2yolo.py --include-negatives       # the 150 negative images join train as background
+    python data/scripts/nwpu2yolo.py --include-negatives   # the 150 negative images join train as background
 
 Input (the authors' distribution, Cheng et al., Northwestern Polytechnical University, folder
 ``NWPU VHR-10 dataset``): ``positive image set/NNN.jpg`` (650), ``negative image set/NNN.jpg`` (150, no
@@ -138,9 +138,10 @@ def _prepare_out(out: Path) -> None:
         d = out / sub
         if d.exists() and any(d.iterdir()):
             if not ours:
-                raise FileExistsError(f"{d} exists and is not an nwpu2yolo output (no split.yaml): choose another --out")
+                raise FileExistsError(f"{d} exists and is not an nwpu2yolo output (no split.yaml): "
+                                      "choose another --out")
             shutil.rmtree(d)
-    (out / "split.yaml").unlink(missing_ok=True)
+    (out / "split.yaml").write_text("complete: false  # nwpu2yolo.py is writing this folder\n")  # claims it
 
 
 def convert(src, out, seed: int = 0, val_fraction: float = 0.2, include_negatives: bool = False,
@@ -180,7 +181,8 @@ def convert(src, out, seed: int = 0, val_fraction: float = 0.2, include_negative
         (out / "labels" / split / f"{stem}.txt").write_text(
             "".join(f"{c} {x:.6f} {y:.6f} {w:.6f} {h:.6f}\n" for c, x, y, w, h in rows))
     summary.images.update(train=len(train) + len(negatives), val=len(val), background=len(negatives))
-    record = {"source": str(src), "seed": seed, "val_fraction": val_fraction, "include_negatives": include_negatives,
+    record = {"complete": True, "source": str(src), "seed": seed, "val_fraction": val_fraction,
+              "include_negatives": include_negatives,
               "images": dict(summary.images),
               "boxes": {s: {NAMES[k]: c[k] for k in range(len(NAMES))} for s, c in summary.boxes.items()},
               "skipped": summary.skipped, "notes": summary.notes, "train": train, "val": val,
