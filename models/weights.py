@@ -59,7 +59,7 @@ def _load_strict(model: Model, state: dict, source: str):
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     mismatched = [f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-                  for k in own.keys() & state.keys() if own[k].shape != state[k].shape]
+                  for k in sorted(own.keys() & state.keys()) if own[k].shape != state[k].shape]
     if missing or unexpected or mismatched:
         def show(xs):
             return ", ".join(xs[:8]) + (f" ... (+{len(xs) - 8})" if len(xs) > 8 else "")

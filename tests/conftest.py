@@ -47,3 +47,28 @@ def bccd_teacher_pt() -> Path:
 @pytest.fixture(scope="session")
 def reference_json() -> Path:
     return _require(SHARED / "reference" / "yolov5n-coco8.json")
+
+
+@pytest.fixture(scope="session")
+def bccd_subset_yaml(bccd_dir, tmp_path_factory) -> Path:
+    """A dataset yaml over the first 32 BCCD train and 16 val images (labels converted from the shared VOC XML
+    into a temp cache), so end-to-end tests on real data stay fast."""
+    import yaml
+
+    from data.config import check_dataset
+
+    tmp = tmp_path_factory.mktemp("bccd_subset")
+    old = {k: os.environ.get(k) for k in ("DATASETS_DIR", "YOLO_CACHE_DIR")}
+    os.environ.update(DATASETS_DIR=str(bccd_dir.parent), YOLO_CACHE_DIR=str(tmp / "cache"))
+    try:
+        full = check_dataset(ROOT / "data" / "BCCD.yaml")
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    for split, n in (("train", 32), ("val", 16)):
+        lines = Path(full[split]).read_text().splitlines()[:n]
+        (tmp / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    cfg = {"path": str(tmp), "train": "train.txt", "val": "val.txt", "labels": full["labels"], "names": full["names"]}
+    path = tmp / "bccd_subset.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path

@@ -101,9 +101,8 @@ def test_two_process_gloo_run_completes_one_epoch(tmp_path, coco8_dir, yolov5n_p
     assert all(math.isfinite(float(rows[0][c])) for cols in KD_COLUMNS.values() for c in cols)
 
 
-def test_bccd_one_epoch_all_methods_with_the_upstream_bccd_teacher(tmp_path, bccd_dir, bccd_teacher_pt, monkeypatch):
-    monkeypatch.setenv("DATASETS_DIR", str(bccd_dir.parent))
-    argv = ["--data", "BCCD.yaml", "--cfg", "yolov5n.yaml", "--weights", "", "--imgsz", "96", "--epochs", "1",
+def test_bccd_one_epoch_all_methods_with_the_upstream_bccd_teacher(tmp_path, bccd_subset_yaml, bccd_teacher_pt):
+    argv = ["--data", str(bccd_subset_yaml), "--cfg", "yolov5n.yaml", "--weights", "", "--imgsz", "96", "--epochs", "1",
             "--batch-size", "16", "--device", "cpu", "--workers", "0", "--noautoanchor", "--teacher",
             str(bccd_teacher_pt), "--kd", "fgfi", "cilf", "fgd", "--project", str(tmp_path), "--name", "bccd"]
     run_dir = Path(train_kd.main(train_kd.parse_opt(argv)).save_dir)
