@@ -114,12 +114,3 @@ def load_model(path, device="cpu", fuse: bool = True) -> Model:
     model = model_from_record(record, source=str(path)).to(device).eval()
     return model.fuse() if fuse else model
 
-
-def file_sha256(path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(Path(path), "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
