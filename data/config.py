@@ -157,9 +157,12 @@ def _download_or_fail(d: dict, root: Path, missing: list[str], autodownload: boo
     where = f"dataset not found: {', '.join(missing)} (dataset root {root}; DATASETS_DIR={datasets_dir()})"
     if not src:
         raise FileNotFoundError(where + "; set DATASETS_DIR or `path:` to the folder holding the dataset")
-    if not autodownload:
-        raise FileNotFoundError(where + f"; download it from {src!r} into {root} (or allow autodownload)")
     src = str(src).strip()
+    if not autodownload:
+        how = (f"run `python -m data.scripts.{src} --help`" if re.fullmatch(r"[A-Za-z_]\w*", src)
+               else f"download {src} and extract it")
+        raise FileNotFoundError(where + f"; to get it, {how} (files go to {root}), or call check_dataset(..., "
+                                "autodownload=True)")
     if re.match(r"^https?://", src):
         from data.scripts import download
 
