@@ -1,0 +1,177 @@
+"""Mixed precision: which autocast dtype a run uses, and why.
+
+CUDA keeps upstream YOLOv5's AMP: FP16 autocast with a GradScaler, on by default (``--amp-dtype bf16`` picks
+bf16 without a scaler where the GPU supports it). On the CPU, bf16 autocast is used only when asked for
+(``--amp``; FP32 stays the CPU default until the accuracy comparison in docs/bf16.md says otherwise) and only on
+a processor with native bf16 (``avx512_bf16`` or ``amx_bf16``, ``bf16`` on aarch64): elsewhere bf16 is emulated,
+slower than FP32, so the run stays in FP32 and says so. bf16 has FP32's exponent range, hence no GradScaler.
+
+Weights, optimizer state, EMA, losses, metrics and checkpoints stay FP32 whatever the autocast dtype.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+LOGGER = logging.getLogger(__name__)
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+NAMES = {v: k for k, v in DTYPES.items()}
+CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16", "bf16")  # x86 AMX, x86 AVX512-BF16, aarch64 BF16
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The resolved training/inference precision. ``dtype`` is the autocast dtype (float32 = autocast off)."""
+
+    device_type: str
+    dtype: torch.dtype = torch.float32
+    reason: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return self.dtype != torch.float32
+
+    @property
+    def name(self) -> str:
+        return NAMES[self.dtype]
+
+    @property
+    def use_scaler(self) -> bool:
+        """Only FP16 needs loss scaling (its exponent range underflows small gradients)."""
+        return self.dtype == torch.float16
+
+    def autocast(self):
+        """The autocast context for forward + loss (an explicit off-switch when FP32, so outer autocasts
+        do not leak in)."""
+        if self.device_type not in ("cpu", "cuda"):
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device_type, dtype=self.dtype if self.enabled else None,
+                              enabled=self.enabled)
+
+    def describe(self) -> str:
+        kind = "FP32" if not self.enabled else f"{self.name} autocast" + (" + GradScaler" if self.use_scaler else "")
+        return f"{kind} ({self.reason})" if self.reason else kind
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset[str]:
+    """Feature flags of the first processor listed in /proc/cpuinfo (empty where there is none)."""
+    try:
+        text = Path(path).read_text(errors="ignore")
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            return frozenset(value.split())
+    return frozenset()
+
+
+def cpu_bf16_support() -> tuple[bool, str]:
+    """(native bf16 on this CPU?, the evidence in words). The cpuinfo flags decide: oneDNN picks its bf16
+    kernels by ISA, whatever ATen's own dispatch level (``get_cpu_capability``, reported alongside) is."""
+    capability = torch.backends.cpu.get_cpu_capability()
+    found = [flag for flag in CPU_BF16_FLAGS if flag in cpu_flags()]
+    if found:
+        return True, f"CPU reports {'/'.join(found)}, ATen capability {capability}"
+    return False, f"CPU reports no avx512_bf16/amx_bf16 flag (ATen capability {capability})"
+
+
+def cuda_bf16_support(device: torch.device) -> bool:
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def resolve(device: torch.device | str, amp: bool | None = None, amp_dtype: str | None = None,
+            check=None) -> Precision:
+    """Training precision from ``--amp/--no-amp`` (None = the device's default) and ``--amp-dtype``.
+
+    ``check(dtype) -> bool`` (optional) compares an autocast forward with the FP32 one (train.check_amp);
+    a failed check falls back to FP32. The decision and its reason are logged.
+    """
+    device_type = torch.device(device).type
+    precision = _resolve(device_type, torch.device(device), amp, amp_dtype)
+    if precision.enabled and check is not None and not check(precision.dtype):
+        precision = Precision(device_type, torch.float32, f"{precision.name} autocast failed the output check")
+    LOGGER.info(f"AMP: {precision.describe()}")
+    return precision
+
+
+def _resolve(device_type: str, device: torch.device, amp: bool | None, amp_dtype: str | None) -> Precision:
+    if amp is False:
+        return Precision(device_type, torch.float32, "--no-amp")
+    if amp_dtype not in (None, *DTYPES):
+        raise ValueError(f"--amp-dtype {amp_dtype!r}: choose from {sorted(DTYPES)}")
+    if device_type == "cuda":
+        name = amp_dtype or "fp16"
+        if name == "bf16" and not cuda_bf16_support(device):
+            return Precision(device_type, torch.float32, "--amp-dtype bf16 but this GPU has no bf16 support")
+        return Precision(device_type, DTYPES[name], "CUDA default" if amp is None else "--amp")
+    if device_type != "cpu":
+        return Precision(device_type, torch.float32, f"no AMP on {device_type}")
+    if amp is None:
+        native, why = cpu_bf16_support()
+        hint = "pass --amp for bf16 autocast" if native else "no native bf16"
+        return Precision(device_type, torch.float32, f"CPU default, {hint}; {why}")
+    if amp_dtype == "fp16":
+        return Precision(device_type, torch.float32, "--amp-dtype fp16 is not offered on the CPU (use bf16)")
+    native, why = cpu_bf16_support()
+    if not native:
+        return Precision(device_type, torch.float32, f"--amp asked for bf16, but {why}: bf16 would be emulated")
+    return Precision(device_type, torch.bfloat16, f"--amp; {why}")
+
+
+def inference_precision(device: torch.device | str, half: bool) -> Precision:
+    """``--half`` for val.py/detect.py: FP16 on CUDA (model converted, as upstream), bf16 autocast on a CPU with
+    native bf16 (the model stays FP32, so an EMA passed in is never rounded), else FP32 (logged)."""
+    device_type = torch.device(device).type
+    if not half:
+        return Precision(device_type, torch.float32, "")
+    if device_type == "cuda":
+        return Precision(device_type, torch.float16, "--half")
+    if device_type == "cpu":
+        native, why = cpu_bf16_support()
+        precision = (Precision(device_type, torch.bfloat16, f"--half on the CPU; {why}") if native else
+                     Precision(device_type, torch.float32, f"--half ignored: {why}"))
+    else:
+        precision = Precision(device_type, torch.float32, f"--half ignored on {device_type}")
+    LOGGER.info(f"inference precision: {precision.describe()}")
+    return precision
+
+
+def to_float(value):
+    """Floating tensors (also inside lists/tuples/dicts) cast to float32; everything else unchanged."""
+    if isinstance(value, torch.Tensor):
+        return value.float() if value.is_floating_point() else value
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_float(v) for v in value)
+    if isinstance(value, dict):
+        return {k: to_float(v) for k, v in value.items()}
+    return value
+
+
+def resolve_teacher(device: torch.device | str, name: str | None) -> torch.dtype | None:
+    """``--teacher-dtype``: None follows the training loop's autocast; 'fp32'; 'bf16' where the device has
+    native bf16, else float32. The decision is logged."""
+    if name is None:
+        LOGGER.info("teacher precision: the training precision (--teacher-dtype not given)")
+        return None
+    if name not in ("fp32", "bf16"):
+        raise ValueError(f"--teacher-dtype {name!r}: choose fp32 or bf16")
+    device = torch.device(device)
+    if name == "fp32":
+        dtype, why = torch.float32, "--teacher-dtype fp32"
+    elif device.type == "cpu":
+        native, why = cpu_bf16_support()
+        dtype = torch.bfloat16 if native else torch.float32
+        why = f"--teacher-dtype bf16; {why}" if native else f"--teacher-dtype bf16 ignored: {why}"
+    elif device.type == "cuda" and cuda_bf16_support(device):
+        dtype, why = torch.bfloat16, "--teacher-dtype bf16 on CUDA"
+    else:
+        dtype, why = torch.float32, f"--teacher-dtype bf16 ignored: no bf16 on {device.type}"
+    LOGGER.info(f"teacher precision: {'bf16 autocast' if dtype == torch.bfloat16 else 'FP32'} ({why})")
+    return dtype
