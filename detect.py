@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from models.weights import load_model
-from utils import boxes, nms, plots
+from utils import amp, boxes, nms, plots
 from utils.device import select_device
 from utils.paths import increment_path
 from utils.sources import LoadImages
@@ -51,7 +51,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--line-thickness", default=3, type=int, help="bounding box thickness (pixels)")
     p.add_argument("--hide-labels", default=False, action="store_true", help="hide labels")
     p.add_argument("--hide-conf", default=False, action="store_true", help="hide confidences")
-    p.add_argument("--half", action="store_true", help="use FP16 half-precision inference (CUDA only)")
+    p.add_argument("--half", action="store_true",
+                   help="half precision: FP16 on CUDA, bf16 autocast on a CPU with native bf16 (else FP32)")
     p.add_argument("--vid-stride", type=int, default=1, help="video frame-rate stride")
     return p
 
@@ -81,8 +82,15 @@ def load_models(weights, device, half: bool):
     return models
 
 
-def forward(models, im, augment: bool):
-    outs = [m(im, augment=augment)[0] for m in models]
+def forward(models, im, augment: bool, precision: amp.Precision | None = None):
+    """Concatenated eval-mode predictions (B, N, no); under a bf16 ``precision`` the models run in autocast and
+    the predictions come back FP32 for NMS."""
+    if precision is not None and precision.dtype == torch.bfloat16:
+        with precision.autocast():
+            outs = [m(im, augment=augment)[0] for m in models]
+        outs = [o.float() for o in outs]
+    else:
+        outs = [m(im, augment=augment)[0] for m in models]
     return torch.cat(outs, 1) if len(outs) > 1 else outs[0]
 
 
@@ -160,7 +168,8 @@ def run(
     save_dir = increment_path(Path(project) / name, exist_ok=exist_ok)
     (save_dir / "labels" if save_txt else save_dir).mkdir(parents=True, exist_ok=True)
     device = select_device(device)
-    half &= device.type == "cuda"
+    precision = amp.inference_precision(device, half)  # FP16 weights on CUDA, bf16 autocast on a bf16 CPU
+    half = precision.dtype == torch.float16
     models = load_models(weights, device, half)
     stride, names = int(max(int(m.stride.max()) for m in models)), models[0].names
     imgsz = check_img_size(imgsz, stride)
@@ -173,7 +182,7 @@ def run(
         x = torch.from_numpy(im).to(device)
         x = (x.half() if half else x.float())[None] / 255
         t1 = time.perf_counter()
-        pred = forward(models, x, augment)
+        pred = forward(models, x, augment, precision)
         t2 = time.perf_counter()
         det = nms.non_max_suppression(pred, conf_thres, iou_thres, classes, agnostic_nms, max_det=max_det)[0]
         t3 = time.perf_counter()

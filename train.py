@@ -31,7 +31,7 @@ from data.config import check_dataset
 from data.loader import create_dataloader, random_imgsz, resize_batch
 from models import weights as model_weights
 from models.yolo import Model
-from utils import autoanchor, checkpoint, dist, metrics, optim, results
+from utils import amp, autoanchor, checkpoint, dist, metrics, optim, results
 from utils.callbacks import Callbacks
 from utils.device import select_device
 from utils.ema import ModelEMA
@@ -69,7 +69,10 @@ class DetectionStep:
         self.compute_loss = compute_loss
 
     def __call__(self, model, imgs, targets, *, epoch, iteration):
-        return self.compute_loss(model(imgs), targets)
+        preds = model(imgs)
+        # the loss in float32 even under the loop's autocast: CIoU and BCE lose too much in bf16/fp16
+        with torch.autocast(device_type=imgs.device.type, enabled=False):
+            return self.compute_loss([p.float() for p in preds], targets)
 
     def state_dict(self) -> dict:
         return {}
@@ -128,6 +131,7 @@ class Run:
     nc: int = 80
     names: dict = field(default_factory=dict)
     amp: bool = False
+    precision: amp.Precision | None = None
     start_epoch: int = 0
     epochs: int = 100
     best_fitness: float = 0.0
@@ -260,16 +264,17 @@ def prepare_anchors(run: Run) -> None:
     run.model.half().float()  # upstream starts every fresh run from fp16-rounded weights
 
 
-def check_amp(model: nn.Module, device: torch.device) -> bool:
-    """On CUDA, AMP is used only if an autocast forward matches the fp32 one closely."""
-    if device.type != "cuda":
+def check_amp(model: nn.Module, device: torch.device, dtype: torch.dtype = torch.float16) -> bool:
+    """AMP is used only if an autocast forward (``dtype``) matches the fp32 one closely (boxes of a 256 px
+    image). The input comes from a private generator, so the global RNG, hence reproducibility, is untouched."""
+    if device.type not in ("cuda", "cpu"):
         return False
     model.eval()
     try:
-        x = torch.rand(1, 3, 256, 256, device=device)
+        x = torch.rand(1, 3, 256, 256, device=device, generator=torch.Generator(device).manual_seed(0))
         with torch.no_grad():
             a = model(x)[0]
-            with torch.amp.autocast("cuda"):
+            with torch.autocast(device_type=device.type, dtype=dtype):
                 b = model(x)[0].float()
         ok = torch.allclose(a[..., :4], b[..., :4], atol=0.5, rtol=0.05)
     except Exception as e:  # noqa: BLE001 - any failure means AMP is not safe here
@@ -306,8 +311,10 @@ def build_optimization(run: Run, ckpt: dict | None, step_factory) -> None:
     if ckpt is not None and opt.resume:
         run.optimizer.load_state_dict(ckpt["optimizer"])
     run.scheduler.last_epoch = run.start_epoch - 1
-    run.amp = check_amp(run.model, run.device)
-    run.scaler = torch.amp.GradScaler("cuda", enabled=run.amp)
+    run.precision = amp.resolve(run.device, opt.amp, opt.amp_dtype,
+                                check=lambda dtype: check_amp(run.model, run.device, dtype))
+    run.amp = run.precision.enabled
+    run.scaler = torch.amp.GradScaler("cuda", enabled=run.precision.use_scaler)  # bf16 needs no loss scaling
 
 
 def restore(run: Run, ckpt: dict) -> None:
@@ -407,7 +414,7 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, float]:
             optim.warmup(run.optimizer, ni, run.nw, run.lf(epoch), run.hyp)
         if opt.multi_scale:
             imgs = resize_batch(imgs, random_imgsz(run.imgsz, run.gs, run.rng), run.gs)
-        with torch.amp.autocast(device_type=run.device.type, enabled=run.amp):
+        with run.precision.autocast():  # weights, grads, optimizer and EMA stay FP32
             total, terms = run.step(model, imgs, targets, epoch=epoch, iteration=ni)
             total = total * dist.get_world_size()  # DDP averages gradients over ranks
         check_finite(run, total, terms, epoch, i)
@@ -462,7 +469,10 @@ def progress_header(terms) -> str:
 
 
 def validate_epoch(run: Run, plots: bool = False):
-    """EMA model on the val loader: ((P, R, mAP50, mAP50-95, val box, obj, cls), per-class mAP)."""
+    """EMA model on the val loader: ((P, R, mAP50, mAP50-95, val box, obj, cls), per-class mAP).
+
+    Inference in the training precision (upstream: ``half=amp``); val.py keeps the EMA itself FP32 under bf16
+    (autocast, no conversion) and computes losses and metrics in FP32. finish() re-validates best.pt in FP32."""
     res, maps, _ = validate.run(run.data, batch_size=run.batch_size // dist.get_world_size() * 2,
                                 imgsz=run.imgsz, half=run.amp, model=run.ema.ema, single_cls=run.opt.single_cls,
                                 dataloader=run.val_loader, save_dir=run.save_dir, plots=plots,
@@ -694,6 +704,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--freeze", nargs="+", type=int, default=[0], help="Freeze layers: backbone=10, first3=0 1 2")
     p.add_argument("--save-period", type=int, default=-1, help="Save checkpoint every x epochs (disabled if < 1)")
     p.add_argument("--seed", type=int, default=0, help="Global training seed")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="mixed precision (default: on for CUDA, off for CPU; on a CPU it means bf16 autocast where the "
+                        "processor has native bf16, else FP32)")
+    p.add_argument("--amp-dtype", choices=("fp16", "bf16"), default=None,
+                   help="autocast dtype (default: fp16 + GradScaler on CUDA, bf16 on CPU)")
     p.add_argument("--local_rank", "--local-rank", type=int, default=-1, help="Automatic DDP Multi-GPU argument")
     for flag in ("--entity", "--upload_dataset", "--bbox_interval", "--artifact_alias"):
         p.add_argument(flag, nargs="?", const=True, default=None, help="logger-service option (ignored)")

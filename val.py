@@ -9,6 +9,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import time
@@ -21,7 +22,7 @@ from tqdm import tqdm
 from data.config import check_dataset
 from data.loader import create_dataloader
 from models.weights import load_model
-from utils import boxes, coco, metrics, nms
+from utils import amp, boxes, coco, metrics, nms
 from utils.device import select_device
 from utils.paths import increment_path
 
@@ -107,20 +108,23 @@ class _Accumulator:
 
 
 def _model_setup(model, weights, device, half, imgsz, batch_size, project, name, exist_ok, save_txt):
-    """Standalone runs load weights and make a run dir; training runs reuse the given model as is."""
+    """Standalone runs load weights and make a run dir; training runs reuse the given model as is.
+
+    ``half``: FP16 weights on CUDA (as upstream); bf16 autocast on a CPU with native bf16 (weights stay FP32);
+    else FP32. Returns the model, device, precision (utils.amp.Precision), image size and run dir."""
     if model is not None:
         device = next(model.parameters()).device
-        half &= device.type != "cpu"
-        return (model.half() if half else model.float()), device, half, imgsz, None
+        precision = amp.inference_precision(device, half)
+        return (model.half() if precision.dtype == torch.float16 else model.float()), device, precision, imgsz, None
     device = select_device(device, batch_size=batch_size)
     save_dir = increment_path(Path(project) / name, exist_ok=exist_ok)
     (save_dir / "labels" if save_txt else save_dir).mkdir(parents=True, exist_ok=True)
     model = load_models(weights, device)
-    half &= device.type != "cpu"
-    model.half() if half else model.float()
+    precision = amp.inference_precision(device, half)
+    model.half() if precision.dtype == torch.float16 else model.float()
     gs = max(int(model.stride.max()), 32)
     imgsz = int(np.ceil(imgsz / gs) * gs)
-    return model, device, half, imgsz, save_dir
+    return model, device, precision, imgsz, save_dir
 
 
 @torch.inference_mode()
@@ -134,7 +138,7 @@ def run(data, weights=None, batch_size=32, imgsz=640, conf_thres=0.001, iou_thre
     as is, ``dataloader`` must be given, and no run directory or speed line is made.
     """
     training = model is not None
-    model, device, half, imgsz, new_dir = _model_setup(model, weights, device, half, imgsz, batch_size, project,
+    model, device, precision, imgsz, new_dir = _model_setup(model, weights, device, half, imgsz, batch_size, project,
                                                        name, exist_ok, save_txt)
     save_dir = Path(save_dir) if training else new_dir
     data = data if training else check_dataset(data)  # train.py passes its already-checked dict
@@ -157,10 +161,13 @@ def run(data, weights=None, batch_size=32, imgsz=640, conf_thres=0.001, iou_thre
     for batch_i, (im, targets, paths, shapes) in enumerate(pbar):
         t0 = _sync(device)
         im = im.to(device, non_blocking=True)
-        im = (im.half() if half else im.float()) / 255
+        im = (im.half() if precision.dtype == torch.float16 else im.float()) / 255
         targets = targets.to(device)
         t1 = _sync(device)
-        preds, train_out = model(im, augment=augment) if not compute_loss else model(im)
+        with precision.autocast() if precision.dtype == torch.bfloat16 else contextlib.nullcontext():
+            preds, train_out = model(im, augment=augment) if not compute_loss else model(im)
+        if precision.dtype == torch.bfloat16:  # NMS, losses and metrics in FP32
+            preds, train_out = amp.to_float(preds), amp.to_float(train_out)
         t2 = _sync(device)
         if compute_loss:
             _, terms = compute_loss(train_out, targets)
@@ -282,7 +289,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--project", default=ROOT / "runs/val", help="save to project/name")
     p.add_argument("--name", default="exp", help="save to project/name")
     p.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
-    p.add_argument("--half", action="store_true", help="use FP16 half-precision inference (CUDA only)")
+    p.add_argument("--half", action="store_true",
+                   help="half precision: FP16 on CUDA, bf16 autocast on a CPU with native bf16 (else FP32)")
     return p
 
 
