@@ -24,7 +24,7 @@ from distill import teacher as kd_teacher
 from distill.config import FGD_PRESETS, METHODS, KDConfig
 from distill.step import DistillStep
 from models import weights as model_weights
-from utils import dist
+from utils import amp, dist
 
 LOGGER = logging.getLogger("train_kd")
 
@@ -34,6 +34,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                                      parents=[train.get_args_parser(add_help=False)])
     kd = parser.add_argument_group("distillation")
     kd.add_argument("--teacher", type=str, default="", help="teacher checkpoint (ours or upstream YOLOv5 .pt)")
+    kd.add_argument("--teacher-dtype", choices=("fp32", "bf16"), default=None,
+                    help="teacher forward precision, independent of --amp (default: the training precision); "
+                         "bf16 needs native support, else FP32; outputs and features reach the KD losses in FP32")
     kd.add_argument("--kd", nargs="+", choices=METHODS, default=["fgd"], help="KD method(s); several add up")
     kd.add_argument("--kd-weight", type=float, default=None,
                     help="outer weight of every KD method (default: fgfi 0.01, cilf 0.01, fgd 1)")
@@ -83,13 +86,16 @@ def build_step(ctx: train.StepContext) -> DistillStep:
         raise ValueError("train_kd.py needs --teacher PATH (our or an upstream YOLOv5 .pt)")
     config = build_config(opt, anchor_t=float(ctx.hyp.get("anchor_t", 4.0)))
     teacher_path = Path(opt.teacher).resolve()
-    teacher = kd_teacher.load_teacher(teacher_path, model_weights.load_model, ctx.device)
+    teacher_dtype = amp.resolve_teacher(ctx.device, getattr(opt, "teacher_dtype", None))  # old opt.yaml: absent
+    teacher = kd_teacher.load_teacher(teacher_path, model_weights.load_model, ctx.device, dtype=teacher_dtype)
     sha256 = kd_teacher.file_sha256(teacher_path)
     plot_path = None if opt.noplots else Path(ctx.save_dir) / "kd_masks.jpg"
     step = DistillStep(ctx.model, teacher, ctx.compute_loss, config, ctx.imgsz, str(teacher_path), sha256,
                        plot_path)
     if dist.is_main_process():
-        record = {"teacher": str(teacher_path), "teacher_sha256": sha256, **config.to_dict()}
+        record = {"teacher": str(teacher_path), "teacher_sha256": sha256,
+                  "teacher_dtype": amp.NAMES[teacher_dtype] if teacher_dtype is not None else "training",
+                  **config.to_dict()}
         with open(Path(ctx.save_dir) / "kd.yaml", "w") as f:
             yaml.safe_dump(record, f, sort_keys=False)
         LOGGER.info(f"distillation: {', '.join(config.methods)} from {teacher_path.name} (sha256 {sha256[:12]}), "

@@ -4,6 +4,11 @@ The teacher is loaded by the project's checkpoint reader (passed in as ``load_mo
 ``models.weights.load_model``, so distill/ does not import models/ at runtime), never fused (BatchNorm stays
 a separate, frozen module), frozen, in eval mode for good, and never wrapped in DDP, put in the optimizer,
 the EMA or a checkpoint. Its path and sha256 go into the run directory instead.
+
+Precision is a property of the teacher object (``set_precision``), independent of the training loop's: its
+forward runs under its own autocast (bf16, or explicitly off for fp32) and returns FP32 outputs, and a pre-hook
+on its Detect head hands the neck features to the head (and to any recorder attached later) in FP32, so KD
+losses never see bf16 tensors. ``None`` leaves the teacher under whatever autocast the caller runs.
 """
 from __future__ import annotations
 
@@ -14,6 +19,8 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import nn
+
+from utils import amp
 
 if TYPE_CHECKING:  # type hints only
     from models.yolo import Model
@@ -31,18 +38,56 @@ def freeze_teacher(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
-def load_teacher(path: str | Path, load_model: Callable[..., "Model"], device: torch.device | str = "cpu"
-                 ) -> "Model":
-    """Load a teacher strictly (our or an upstream YOLOv5 .pt) and freeze it.
+class _PrecisionForward:
+    """Replacement ``forward`` of a teacher: the class's forward under ``torch.autocast(dtype)`` (float32:
+    autocast explicitly off), outputs cast to FP32. Bound to the instance with ``types.MethodType``."""
+
+    def __init__(self, dtype: torch.dtype):
+        self.dtype = dtype
+
+    def __call__(self, model: nn.Module, *args, **kwargs):
+        device_type = next(model.parameters()).device.type
+        precision = amp.Precision(device_type, self.dtype)
+        with precision.autocast():
+            out = type(model).forward(model, *args, **kwargs)
+        return amp.to_float(out)
+
+
+def _float_features(module: nn.Module, args: tuple):
+    """Detect pre-hook: the neck features (a list of tensors) in FP32, before any recorder copies them."""
+    if len(args) == 1 and isinstance(args[0], (list, tuple)):
+        return (amp.to_float(list(args[0])),)
+    return amp.to_float(args)
+
+
+def set_precision(model: nn.Module, dtype: torch.dtype | None) -> nn.Module:
+    """Run the teacher's forward in ``dtype`` (torch.bfloat16 / torch.float32) whatever the caller's autocast,
+    with FP32 outputs and FP32 head-input features; ``None`` leaves it alone. Returns model. Call it before any
+    recorder is attached (the cast hook must run before the recorder's own pre-hook)."""
+    if dtype is None:
+        return model
+    if dtype not in (torch.float32, torch.bfloat16):
+        raise ValueError(f"teacher dtype {dtype} not supported: use torch.float32 or torch.bfloat16")
+    model.forward = types.MethodType(_PrecisionForward(dtype), model)  # instance attribute shadows the class's
+    head = getattr(model, "detect", None)
+    if dtype != torch.float32 and head is not None:
+        model._teacher_cast_hook = head.register_forward_pre_hook(_float_features)
+    model.teacher_dtype = dtype
+    return model
+
+
+def load_teacher(path: str | Path, load_model: Callable[..., "Model"], device: torch.device | str = "cpu",
+                 dtype: torch.dtype | None = None) -> "Model":
+    """Load a teacher strictly (our or an upstream YOLOv5 .pt), freeze it, and fix its precision (set_precision).
 
     ``load_model(path, device=..., fuse=False)`` must raise on any mismatch between the weights and the
-    architecture: a teacher with random weights is never an acceptable fallback.
+    architecture: a teacher with random weights is never an acceptable fallback. Weights stay FP32.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"teacher checkpoint {path} not found")
     model = load_model(path, device=device, fuse=False)
-    return freeze_teacher(model.float())
+    return set_precision(freeze_teacher(model.float()), dtype)
 
 
 def file_sha256(path: str | Path) -> str:
