@@ -4,12 +4,14 @@ from __future__ import annotations
 import math
 import os
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, distributed
 
 from data.dataset import LoadImagesAndLabels, info
+from utils import seed as seeding
 
 PIN_MEMORY = str(os.getenv("PIN_MEMORY", "True")).lower() == "true"
 
@@ -42,15 +44,16 @@ class _RepeatSampler:
 
 
 def seed_worker(worker_id: int) -> None:
-    """Seed each worker's dataset RNG (and the global ones) from torch's per-worker seed."""
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    import random
+    """worker_init_fn: seed the worker from torch's per-worker seed (utils.seed) and give its dataset its own RNG.
 
-    random.seed(seed)
+    Each worker also keeps OpenCV to one thread: torch already does so for itself in workers, and on a small CPU
+    several workers each running a full OpenCV thread pool oversubscribe the cores the training step needs.
+    """
+    seeding.seed_worker(worker_id)
+    cv2.setNumThreads(1)
     worker = torch.utils.data.get_worker_info()
     if worker is not None and hasattr(worker.dataset, "rng"):
-        worker.dataset.rng = np.random.default_rng(seed)
+        worker.dataset.rng = np.random.default_rng(torch.initial_seed() % 2**32)
 
 
 def create_dataloader(path, imgsz, batch_size, stride, single_cls=False, hyp=None, augment=False, cache=False,
