@@ -9,9 +9,16 @@ Terms (logged as their own columns): ``distill/fgfi``; ``distill/kl`` and ``dist
 ``distill/fgd_fg``, ``distill/fgd_bg``, ``distill/fgd_at``, ``distill/fgd_glb`` (FGD, summed over levels).
 Each is logged *weighted*, i.e. as it enters the total. Outside the KD schedule (``--kd-warmup-iters``,
 ``--kd-stop-epoch``, keyed on global iteration/epoch) the teacher is not run and the terms are logged as 0.
+
+Loss-magnitude diagnostic: at the first iteration that runs the teacher and at the end of the loop's warmup
+(``warmup_iters``; the step is not told the loop's warmup length, so by default iteration 100, which is where
+train.py's warmup ends whenever ``warmup_epochs * batches per epoch <= 100``, e.g. BCCD at batch 16), the main
+process logs every weighted KD term next to the detection terms, with a warning when the KD sum is more than
+``MAGNITUDE_WARN`` times the detection sum or less than 1/``MAGNITUDE_WARN`` of it.
 """
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import torch
@@ -22,6 +29,10 @@ from distill import adapters, losses, masks
 from distill.config import KDConfig
 from distill.recorder import FeatureRecorder, unwrap
 from distill.teacher import check_compatible, check_output_compatible
+
+LOGGER = logging.getLogger(__name__)
+DIAGNOSTIC_ITER = 100  # train.py's warmup: max(round(warmup_epochs * batches), 100) iterations
+MAGNITUDE_WARN = 10.0  # KD sum / detection sum beyond this (or below its inverse) is flagged
 
 if TYPE_CHECKING:  # type hints only
     from models.yolo import Model
@@ -54,13 +65,15 @@ class DistillStep:
         teacher_path, teacher_sha256: recorded in ``state_dict()``.
         plot_path: where to save kd_masks.jpg from the first batch that runs the teacher (main process only;
             the recorded features are reused, no extra forward), or None.
+        warmup_iters: the loop's warmup length, where the loss-magnitude diagnostic is logged a second time
+            (default ``DIAGNOSTIC_ITER``); the first time is the first iteration that runs the teacher.
     """
 
     checkpoint_key = "distill"
 
     def __init__(self, student: "Model", teacher: "Model", compute_loss: "ComputeLoss", config: KDConfig,
                  imgsz: int, teacher_path: str | None = None, teacher_sha256: str | None = None,
-                 plot_path: str | None = None):
+                 plot_path: str | None = None, warmup_iters: int | None = None):
         student = unwrap(student)
         self.teacher, self.compute_loss, self.config = teacher, compute_loss, config
         self.teacher_path, self.teacher_sha256 = teacher_path, teacher_sha256
@@ -81,6 +94,9 @@ class DistillStep:
             self.anchors = None  # FGD alone needs no anchors
         main_process = not torch_dist.is_initialized() or torch_dist.get_rank() == 0
         self.plot_path = plot_path if main_process else None
+        self.diagnostic_iter = DIAGNOSTIC_ITER if warmup_iters is None else int(warmup_iters)
+        self._diagnose_first = main_process  # log at the first KD iteration, then at diagnostic_iter
+        self._diagnose_at = self.diagnostic_iter if main_process else None
         student_channels = [shape[0] for shape in student_shapes]
         teacher_channels = [shape[0] for shape in teacher_shapes]
         self.modules = nn.ModuleDict()
@@ -122,6 +138,8 @@ class DistillStep:
                                                self.teacher_recorder.features, targets))
                 if self.plot_path:
                     self._plot(imgs, targets)
+                if self._diagnose_first or iteration == self._diagnose_at:
+                    self._diagnose(terms, epoch, iteration)
             else:
                 zero = torch.zeros((), device=imgs.device)
                 terms.update({name: zero for name in self.term_names})
@@ -130,6 +148,25 @@ class DistillStep:
             self.teacher_recorder.clear()
         total = sum(terms.values()) * imgs.shape[0]
         return total, {name: value.detach() for name, value in terms.items()}
+
+    def _diagnose(self, terms: dict[str, torch.Tensor], epoch: int, iteration: int) -> None:
+        """Log the weighted per-image KD terms beside the detection terms (main process; see the module doc)."""
+        first, self._diagnose_first = self._diagnose_first, False
+        if iteration >= self.diagnostic_iter:
+            self._diagnose_at = None
+        values = {name: float(value.detach()) for name, value in terms.items()}
+        det = {k: v for k, v in values.items() if not k.startswith("distill/")}
+        kd = {k: v for k, v in values.items() if k.startswith("distill/")}
+        det_sum, kd_sum = sum(det.values()), sum(kd.values())
+        ratio = kd_sum / det_sum if det_sum > 0 else float("inf")
+        when = "first KD iteration" if first and iteration != self.diagnostic_iter else "end of warmup"
+        fmt = lambda d: " ".join(f"{k.split('/')[-1]} {v:.4g}" for k, v in d.items())  # noqa: E731
+        LOGGER.info(f"KD loss magnitudes at iteration {iteration} (epoch {epoch}, {when}), weighted, per image: "
+                    f"detection {fmt(det)} (sum {det_sum:.4g}) | KD {fmt(kd)} (sum {kd_sum:.4g}, "
+                    f"{ratio:.3g}x detection)")
+        if not 1 / MAGNITUDE_WARN <= ratio <= MAGNITUDE_WARN:
+            LOGGER.warning(f"KD terms are {ratio:.3g}x the detection loss at iteration {iteration}: the KD weight "
+                           f"looks mis-scaled (--kd-weight, FGD --fgd-alpha/beta/gamma/lambda)")
 
     def _plot(self, imgs: torch.Tensor, targets: torch.Tensor) -> None:
         from distill.visualize import plot_kd_masks  # matplotlib only when plotting
