@@ -336,8 +336,32 @@ def load_summaries(results: Path) -> dict[str, list[dict]]:
     return {arm: sorted(by_arm[arm], key=lambda s: s["seed"]) for arm in ARMS if arm in by_arm}
 
 
-def build_report(results: Path, notes: str = "") -> Path:
-    """kd_bccd.md / .csv / .png from the per-run JSONs under <results>/kd_bccd/."""
+def in_progress(runs: Path | None, by_arm: dict) -> list[str]:
+    """Markdown lines for run directories without a summary JSON (epochs done, best mAP50-95 so far)."""
+    if runs is None or not runs.is_dir():
+        return []
+    lines = []
+    for arm in ARMS:
+        done = {r["seed"] for r in by_arm.get(arm, [])}
+        for run_dir in sorted((runs / arm).glob("seed*")):
+            seed = run_dir.name[4:]
+            if not seed.isdigit() or int(seed) in done:
+                continue
+            rows = results_rows(run_dir)
+            best = max((float(r["metrics/mAP_0.5:0.95"]) for r in rows), default=float("nan"))
+            timing = epoch_timing(run_dir)
+            lines.append(f"| {arm} | {seed} | {len(rows)} | {best:.3f} | {timing['seconds_per_epoch']:.1f} "
+                         f"| `{rel(run_dir / 'weights' / 'last.pt')}` |")
+    if not lines:
+        return []
+    return ["", "## Runs not finished when this report was built (from the local run directories)", "",
+            "| arm | seed | epochs done | best val mAP50-95 so far (EMA, during training) | s/epoch | resume from |",
+            "|---|---|---|---|---|---|", *lines]
+
+
+def build_report(results: Path, notes: str = "", runs: Path | None = None) -> Path:
+    """kd_bccd.md / .csv / .png from the per-run JSONs under <results>/kd_bccd/ (plus, when ``runs`` is given,
+    a table of the unfinished runs found there)."""
     by_arm = load_summaries(results)
     teacher_path = results / "kd_bccd" / "teacher.json"
     teacher = json.loads(teacher_path.read_text()) if teacher_path.exists() else None
@@ -412,6 +436,7 @@ def build_report(results: Path, notes: str = "") -> Path:
         diag = runs[0].get("kd_diagnostic") or []
         for d in diag:
             lines.append(f"  - diagnostic: `{d}`")
+    lines += in_progress(runs, by_arm)
     if notes:
         lines += ["", notes.strip()]
     md_path = results / "kd_bccd.md"
@@ -429,6 +454,8 @@ def plot_report(by_arm: dict, stats: dict, teacher: dict | None, path: Path) -> 
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8))
     arms = list(stats)
+    if not arms:
+        ax1.text(0.5, 0.5, "no finished runs yet", ha="center", transform=ax1.transAxes)
     x = np.arange(len(arms))
     for k, (key, label) in enumerate((("mAP50", "mAP50"), ("mAP50-95", "mAP50-95"))):
         means = [stats[a][key] for a in arms]
@@ -439,7 +466,8 @@ def plot_report(by_arm: dict, stats: dict, teacher: dict | None, path: Path) -> 
     ax1.set_xticks(x, arms, rotation=20)
     ax1.set_ylabel("val mAP (mean ± std over seeds)")
     ax1.set_ylim(0, 1)
-    ax1.legend(fontsize=8, loc="lower right")
+    if ax1.get_legend_handles_labels()[0]:
+        ax1.legend(fontsize=8, loc="lower right")
     ax1.set_title("final val mAP per arm")
     for i, arm in enumerate(arms):
         curves = [r["per_epoch_mAP50-95"] for r in by_arm[arm] if r["per_epoch_mAP50-95"]]
@@ -454,7 +482,8 @@ def plot_report(by_arm: dict, stats: dict, teacher: dict | None, path: Path) -> 
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("val mAP50-95 during training (EMA)")
     ax2.set_title("per-epoch mAP50-95 (mean over seeds, band = min..max)")
-    ax2.legend(fontsize=8)
+    if ax2.get_legend_handles_labels()[0]:
+        ax2.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -500,7 +529,7 @@ def main(argv=None) -> Path:
     notes_path = args.results / "kd_bccd" / "notes.md"
     notes = notes_path.read_text() if notes_path.exists() else ""
     if args.report_only:
-        return build_report(args.results, notes)
+        return build_report(args.results, notes, args.runs)
 
     datasets_dir = args.datasets_dir or os.environ.get("DATASETS_DIR") or (
         str(SHARED / "datasets") if (SHARED / "datasets").exists() else None)
@@ -538,7 +567,7 @@ def main(argv=None) -> Path:
         for seed in args.seeds:
             if do_run(args, arm, seed, hyp, overrides, data, teacher, env, env_prefix) is None:
                 failed.append(f"{arm}/seed{seed}")
-    report = build_report(args.results, notes)
+    report = build_report(args.results, notes, args.runs)
     LOGGER.info(f"report: {rel(report)}" + (f"; failed: {', '.join(failed)}" if failed else ""))
     if failed:
         raise SystemExit(f"failed runs: {', '.join(failed)}")
