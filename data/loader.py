@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 import os
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -46,11 +45,9 @@ class _RepeatSampler:
 def seed_worker(worker_id: int) -> None:
     """worker_init_fn: seed the worker from torch's per-worker seed (utils.seed) and give its dataset its own RNG.
 
-    Each worker also keeps OpenCV to one thread: torch already does so for itself in workers, and on a small CPU
-    several workers each running a full OpenCV thread pool oversubscribe the cores the training step needs.
+    (Resizing OpenCV's thread pool here deadlocks a forked worker whose parent already used it: leave it.)
     """
     seeding.seed_worker(worker_id)
-    cv2.setNumThreads(1)
     worker = torch.utils.data.get_worker_info()
     if worker is not None and hasattr(worker.dataset, "rng"):
         worker.dataset.rng = np.random.default_rng(torch.initial_seed() % 2**32)
