@@ -146,7 +146,11 @@ class ComputeLoss:
                 for i, p in enumerate(preds)]
 
     def components(self, preds: list[torch.Tensor], targets: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per-image loss terms (scalars with gradient), gains applied, not yet multiplied by batch size."""
+        """Per-image loss terms (scalars with gradient), gains applied, not yet multiplied by batch size.
+
+        Predictions are cast to FP32 first: under bf16/fp16 autocast the CIoU and BCE maths stay in full precision.
+        """
+        preds = [p.float() for p in preds]
         device = preds[0].device
         for crit in (self.bce_cls, self.bce_obj):
             crit.to(device)

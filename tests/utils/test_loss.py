@@ -243,3 +243,17 @@ def test_focal_option_changes_loss_and_stays_finite():
     assert isinstance(ComputeLoss(det, {**HYP, "fl_gamma": 1.5}, nc=3).bce_obj, loss_mod.FocalLoss)
     assert focal["task/obj"].item() < plain["task/obj"].item()
     assert focal["task/box"].item() == pytest.approx(plain["task/box"].item())
+
+
+def test_loss_is_float32_for_bf16_predictions():
+    """Under autocast the head may emit bf16 logits; the loss terms are still computed in FP32."""
+    from models.yolo import Model
+
+    model = Model("yolov5n.yaml", nc=3)
+    loss = ComputeLoss(model.detect, {"box": 0.05, "obj": 1.0, "cls": 0.5, "anchor_t": 4.0}, nc=3, imgsz=64)
+    preds = [p.detach().to(torch.bfloat16).requires_grad_() for p in model.train()(torch.rand(2, 3, 64, 64))]
+    targets = torch.tensor([[0, 1, 0.5, 0.5, 0.3, 0.4], [1, 2, 0.25, 0.7, 0.2, 0.2]])
+    terms = loss.components(preds, targets)
+    assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in terms.values())
+    sum(terms.values()).backward()
+    assert preds[0].grad is not None and preds[0].grad.dtype == torch.bfloat16
