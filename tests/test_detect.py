@@ -73,3 +73,19 @@ def test_run_dirs_increment(tmp_path, yolov5n_pt, coco8_dir):
 def test_missing_source_is_a_clear_error(tmp_path, yolov5n_pt):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         detect.run(weights=str(yolov5n_pt), source=str(tmp_path / "nope"), project=tmp_path)
+
+
+def test_video_frames_with_stride_and_unopenable_video(yolov5n_pt, coco8_dir, tmp_path, caplog):
+    src = tmp_path / "videos"
+    src.mkdir()
+    frame = cv2.resize(cv2.imread(str(coco8_dir / "images" / "val" / "000000000036.jpg")), (160, 128))
+    writer = cv2.VideoWriter(str(src / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 5, (160, 128))
+    for _ in range(4):
+        writer.write(frame)
+    writer.release()
+    (src / "broken.mp4").write_bytes(b"\x00" * 64)
+    save_dir, results, _ = detect.run(weights=str(yolov5n_pt), source=str(src), imgsz=(160, 160), device="cpu",
+                                      project=tmp_path / "runs", vid_stride=2, save_txt=True)
+    assert sorted(results) == [f"{src / 'clip.mp4'}:2", f"{src / 'clip.mp4'}:4"]  # every 2nd of 4 frames
+    assert "broken.mp4: cannot open the video" in caplog.text
+    assert (save_dir / "clip.mp4").stat().st_size > 0
