@@ -277,7 +277,7 @@ def do_run(args, arm: str, seed: int, hyp: Path, overrides: dict, data: str, tea
     rows = results_rows(run_dir)
     summary = {
         "arm": arm, "seed": seed, "epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch,
-        "workers": args.workers, "split": args.split, "hyp": rel(hyp), "hyp_overrides": overrides,
+        "workers": args.workers, "threads": args.threads or None, "split": args.split, "hyp": rel(hyp), "hyp_overrides": overrides,
         "teacher": rel(teacher) if arm in KD_ARMS else None,
         "command": display(cmd, env_prefix), "val_command": val_command(best, data, args.imgsz, args.split, env_prefix),
         **{k: metrics[k] for k in ("precision", "recall", "mAP50", "mAP50-95", "per_class_mAP50-95")},
@@ -512,6 +512,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--imgsz", "--img", type=int, default=320)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--threads", type=int, default=0,
+                   help="OMP_NUM_THREADS for the runs (0: torch's default, one per core). On the 2-core machine shared "
+                        "with another CPU job, a 2-thread FGD run went from ~0.9 to ~20 s per step (threads "
+                        "waiting for each other); 1 thread may fare better there (not measured)")
     p.add_argument("--split", default="val", choices=("val", "test"), help="evaluation split (test: full download)")
     p.add_argument("--data", default="data/BCCD.yaml", help="dataset yaml (resolved by data.config)")
     p.add_argument("--datasets-dir", default=None,
@@ -552,6 +556,9 @@ def main(argv=None) -> Path:
     if datasets_dir:
         os.environ["DATASETS_DIR"] = env["DATASETS_DIR"] = datasets_dir
         env_prefix = f"DATASETS_DIR={rel(datasets_dir) if Path(datasets_dir).is_absolute() else datasets_dir} "
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
+        env_prefix += f"OMP_NUM_THREADS={args.threads} "
     data = args.data
     if args.quick:
         args.seeds = args.seeds[:1]
