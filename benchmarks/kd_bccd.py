@@ -245,7 +245,12 @@ def kd_diagnostic(run_dir: Path) -> list[str]:
     if not path.exists():
         return []
     lines = path.read_text(errors="replace").replace("\r", "\n").splitlines()
-    return [s.strip() for s in lines if "KD loss magnitudes" in s or "look" in s and "mis-scaled" in s]
+    out = []
+    for line in lines:  # the log lines share a terminal line with tqdm's bar: keep from the message on
+        for key in ("KD loss magnitudes", "KD terms are"):
+            if key in line:
+                out.append(line[line.index(key):].strip())
+    return out
 
 
 def do_run(args, arm: str, seed: int, hyp: Path, overrides: dict, data: str, teacher: Path | None, env: dict,
