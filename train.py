@@ -457,15 +457,20 @@ def optimizer_step(run: Run) -> None:
         run.ema.update(run.model)
 
 
+def _widths(keys) -> list[int]:
+    """Column widths: upstream's 11, wider for long KD term names so header labels never run together."""
+    return [max(11, len(results.term_label(k)) + 1) for k in keys]
+
+
 def progress_row(run: Run, epoch: int, means: dict, n_targets: int, size: int) -> str:
     mem = f"{torch.cuda.memory_reserved(run.device) / 1e9 if run.device.type == 'cuda' else 0:.3g}G"
-    return ("%11s" * 2 + "%11.4g" * (len(means) + 2)) % (f"{epoch}/{run.epochs - 1}", mem, *means.values(),
-                                                       n_targets, size)
+    terms = "".join(f"{v:>{w}.4g}" for v, w in zip(means.values(), _widths(means)))
+    return f"{f'{epoch}/{run.epochs - 1}':>11}{mem:>11}{terms}{n_targets:>11.4g}{size:>11.4g}"
 
 
 def progress_header(terms) -> str:
-    labels = [results.term_label(k) for k in terms]
-    return ("\n" + "%11s" * (len(labels) + 4)) % ("Epoch", "GPU_mem", *labels, "Instances", "Size")
+    labels = "".join(f"{results.term_label(k):>{w}}" for k, w in zip(terms, _widths(terms)))
+    return f"\n{'Epoch':>11}{'GPU_mem':>11}{labels}{'Instances':>11}{'Size':>11}"
 
 
 def validate_epoch(run: Run, plots: bool = False):
