@@ -801,12 +801,17 @@ def run(**kwargs) -> argparse.Namespace:
     (``opt.save_dir``, ``opt.results``). Unknown option names raise TypeError."""
     step_factory = kwargs.pop("step_factory", None)
     callbacks = kwargs.pop("callbacks", None)
-    opt = parse_opt([])
+    opt = override_options(parse_opt([]), kwargs, "train.run()")
+    return main(opt, step_factory=step_factory, callbacks=callbacks)
+
+
+def override_options(opt: argparse.Namespace, kwargs: dict, caller: str) -> argparse.Namespace:
+    """Set parsed defaults from ``run(**kwargs)``; an unknown option name raises TypeError (shared by train_kd)."""
     for k, v in kwargs.items():
         if not hasattr(opt, k):
-            raise TypeError(f"train.run() got an unknown option {k!r}")
+            raise TypeError(f"{caller} got an unknown option {k!r}")
         setattr(opt, k, v)
-    return main(opt, step_factory=step_factory, callbacks=callbacks)
+    return opt
 
 
 if __name__ == "__main__":

@@ -116,11 +116,7 @@ def main(opt: argparse.Namespace, callbacks=None) -> argparse.Namespace:
 def run(**kwargs) -> argparse.Namespace:
     """Python API: ``train_kd.run(data=..., cfg='yolov5n.yaml', teacher='t.pt', kd=['fgd'], imgsz=320)``."""
     callbacks = kwargs.pop("callbacks", None)
-    opt = parse_opt([])
-    for key, value in kwargs.items():
-        if not hasattr(opt, key):
-            raise TypeError(f"train_kd.run() got an unknown option {key!r}")
-        setattr(opt, key, value)
+    opt = train.override_options(parse_opt([]), kwargs, "train_kd.run()")
     return main(opt, callbacks=callbacks)
 
 

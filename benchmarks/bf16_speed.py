@@ -26,17 +26,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from kd_step import _targets  # noqa: E402  (same synthetic targets as the KD step benchmark)
+
 CASES = ("train-yolov5n", "train-yolov5s", "teacher", "kd-fgfi", "kd-cilf", "kd-fgd")
 PRECISIONS = ("fp32", "bf16")
-
-
-def _targets(batch: int, generator: torch.Generator, nc: int, per_image: int = 8) -> torch.Tensor:
-    n = batch * per_image
-    xy = torch.rand(n, 2, generator=generator) * 0.6 + 0.2
-    wh = torch.rand(n, 2, generator=generator) * 0.25 + 0.05
-    image = torch.arange(batch).repeat_interleave(per_image).float()[:, None]
-    cls = torch.randint(0, nc, (n, 1), generator=generator).float()
-    return torch.cat((image, cls, xy, wh), 1)
 
 
 def run_case(args) -> dict:
