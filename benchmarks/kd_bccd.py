@@ -84,11 +84,20 @@ def recipe_overrides(recipe: str, tuned: str) -> dict[str, float]:
     raise ValueError(f"unknown no-teacher recipe {recipe!r}")
 
 
-def write_hyp(hyp_dir: Path, name: str, overrides: dict[str, float]) -> Path:
-    """hyp.scratch-low with ``overrides``, as ``<hyp_dir>/hyp.<name>.yaml`` (baseline uses the original)."""
+def hyp_name(overrides: dict[str, float]) -> str:
+    """A file name that says what the recipe is: 'control' for the gains x2, else the overrides ('lr00.02-box0.1')."""
+    if overrides == GAINS_X2:
+        return "control"
+    return "-".join(f"{k}{v:g}" for k, v in overrides.items())
+
+
+def write_hyp(hyp_dir: Path, overrides: dict[str, float]) -> Path:
+    """hyp.scratch-low with ``overrides``, as ``<hyp_dir>/hyp.<hyp_name>.yaml`` (baseline uses the original).
+    The name follows the content, so two recipes never share (and overwrite) one file."""
     base = ROOT / "data" / "hyps" / "hyp.scratch-low.yaml"
     if not overrides:
         return base
+    name = hyp_name(overrides)
     hyp = yaml.safe_load(base.read_text())
     unknown = set(overrides) - set(hyp)
     if unknown:
@@ -149,7 +158,12 @@ def train_command(args, arm: str, seed: int, run_dir: Path, hyp: Path, data: str
         cmd.append("--noplots")
     if arm in KD_ARMS:
         cmd += ["--teacher", rel(teacher), *shlex.split(getattr(args, f"{arm}_args"))]
-    return cmd
+    return cmd + shlex.split(args.extra_args)
+
+
+def run_label(arm: str, variant: str | None) -> str:
+    """'fgd' for an arm with the benchmark's settings, 'fgd@x0.03' for a variant of it (a tuning candidate)."""
+    return f"{arm}@{variant}" if variant else arm
 
 
 def display(cmd: list[str], env_prefix: str) -> str:
@@ -256,32 +270,34 @@ def kd_diagnostic(run_dir: Path) -> list[str]:
 def do_run(args, arm: str, seed: int, hyp: Path, overrides: dict, data: str, teacher: Path | None, env: dict,
            env_prefix: str) -> dict | None:
     """Train (fresh, resumed or not at all) and evaluate one arm/seed; write and return its summary."""
-    out = args.results / "kd_bccd" / f"{arm}-seed{seed}.json"
+    label = run_label(arm, args.variant)
+    out = args.results / "kd_bccd" / f"{label}-seed{seed}.json"
     if out.exists():
-        LOGGER.info(f"{arm} seed {seed}: done ({rel(out)}), skipped")
+        LOGGER.info(f"{label} seed {seed}: done ({rel(out)}), skipped")
         return json.loads(out.read_text())
-    run_dir = args.runs / arm / f"seed{seed}"
+    run_dir = args.runs / label / f"seed{seed}"
     cmd = train_command(args, arm, seed, run_dir, hyp, data, teacher)
     last = run_dir / "weights" / "last.pt"
     done = len(results_rows(run_dir))
     if done < args.epochs:
         if last.exists() and done > 0:
             resume = [sys.executable, cmd[1], "--resume", rel(last)]
-            LOGGER.info(f"{arm} seed {seed}: resuming after epoch {done} from {rel(last)}")
+            LOGGER.info(f"{label} seed {seed}: resuming after epoch {done} from {rel(last)}")
             rc = run_training(resume, run_dir, env)
         else:
-            LOGGER.info(f"{arm} seed {seed}: training ({display(cmd, env_prefix)})")
+            LOGGER.info(f"{label} seed {seed}: training ({display(cmd, env_prefix)})")
             rc = run_training(cmd, run_dir, env)
         done = len(results_rows(run_dir))
         if rc != 0 or done < args.epochs:
-            LOGGER.error(f"{arm} seed {seed}: train exited with {rc} after {done}/{args.epochs} epochs, "
+            LOGGER.error(f"{label} seed {seed}: train exited with {rc} after {done}/{args.epochs} epochs, "
                          f"see {rel(run_dir / 'train.log')}")
             return None
     best = run_dir / "weights" / "best.pt"
     metrics = evaluate(best if best.exists() else last, data, args.imgsz, args.split, run_dir / "val")
     rows = results_rows(run_dir)
     summary = {
-        "arm": arm, "seed": seed, "epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch,
+        "arm": arm, "variant": args.variant, "label": label, "extra_args": args.extra_args, "seed": seed,
+        "epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch,
         "workers": args.workers, "threads": args.threads or None, "split": args.split, "hyp": rel(hyp), "hyp_overrides": overrides,
         "teacher": rel(teacher) if arm in KD_ARMS else None,
         "command": display(cmd, env_prefix), "val_command": val_command(best, data, args.imgsz, args.split, env_prefix),
@@ -297,7 +313,7 @@ def do_run(args, arm: str, seed: int, hyp: Path, overrides: dict, data: str, tea
     summary["total_seconds"] = summary["train_seconds"] + summary["val_seconds"]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=1) + "\n")
-    LOGGER.info(f"{arm} seed {seed}: mAP50 {summary['mAP50']:.3f} mAP50-95 {summary['mAP50-95']:.3f}, "
+    LOGGER.info(f"{label} seed {seed}: mAP50 {summary['mAP50']:.3f} mAP50-95 {summary['mAP50-95']:.3f}, "
                 f"{summary['seconds_per_epoch']:.1f} s/epoch -> {rel(out)}")
     return summary
 
@@ -340,11 +356,19 @@ def signed(x: float, scale: float = 100.0) -> str:
 
 
 def load_summaries(results: Path) -> dict[str, list[dict]]:
-    by_arm: dict[str, list[dict]] = {}
+    """{label: runs sorted by seed}, labels in arm order, each arm before its variants."""
+    by_label: dict[str, list[dict]] = {}
     for path in sorted((results / "kd_bccd").glob("*-seed*.json")):
         s = json.loads(path.read_text())
-        by_arm.setdefault(s["arm"], []).append(s)
-    return {arm: sorted(by_arm[arm], key=lambda s: s["seed"]) for arm in ARMS if arm in by_arm}
+        by_label.setdefault(s.get("label", s["arm"]), []).append(s)
+    order = sorted(by_label, key=lambda lb: (ARMS.index(lb.split("@")[0]) if lb.split("@")[0] in ARMS else len(ARMS),
+                                             "@" in lb, lb))
+    return {lb: sorted(by_label[lb], key=lambda s: s["seed"]) for lb in order}
+
+
+def is_no_teacher_recipe(runs: list[dict]) -> bool:
+    """A candidate for 'best no-teacher': a no-teacher arm trained as the recipe says (FP32, no extra flags)."""
+    return runs[0]["arm"] in NO_TEACHER and not runs[0].get("extra_args")
 
 
 def in_progress(runs: Path | None, by_arm: dict) -> list[str]:
@@ -352,9 +376,10 @@ def in_progress(runs: Path | None, by_arm: dict) -> list[str]:
     if runs is None or not runs.is_dir():
         return []
     lines = []
-    for arm in ARMS:
+    for label_dir in sorted(p for p in runs.iterdir() if p.is_dir() and p.name.split("@")[0] in ARMS):
+        arm = label_dir.name
         done = {r["seed"] for r in by_arm.get(arm, [])}
-        for run_dir in sorted((runs / arm).glob("seed*")):
+        for run_dir in sorted(label_dir.glob("seed*")):
             seed = run_dir.name[4:]
             if not seed.isdigit() or int(seed) in done:
                 continue
@@ -387,7 +412,7 @@ def build_report(results: Path, notes: str = "", runs_dir: Path | None = None) -
         stats[arm] = {"n": len(runs), "seeds": [r["seed"] for r in runs], "mAP50": m50, "mAP50_std": s50,
                       "mAP50-95": m, "mAP50-95_std": s, "s_per_epoch": spe, "median_s_per_epoch": median, "min_s_per_epoch": fastest, "total_s": tot,
                       "cpu_s": sum(r["total_seconds"] for r in runs)}
-    no_teacher = {a: stats[a] for a in NO_TEACHER if a in stats}
+    no_teacher = {a: stats[a] for a in stats if is_no_teacher_recipe(by_arm[a])}
     best_nt = max(no_teacher, key=lambda a: no_teacher[a]["mAP50-95"]) if no_teacher else None
     t_map = teacher["mAP50-95"] if teacher else float("nan")
     for arm, st in stats.items():
@@ -532,6 +557,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--kd-base", default="tuned", choices=NO_TEACHER, help="no-teacher recipe under the KD arms")
     for arm in KD_ARMS:
         p.add_argument(f"--{arm}-args", default=KD_ARGS[arm], help=f"train_kd.py options of the {arm} arm")
+    p.add_argument("--variant", default=None,
+                   help="name of a variant of the arms (a tuning candidate): runs and JSONs become <arm>@<variant>")
+    p.add_argument("--extra-args", default="", help="train.py/train_kd.py options added to every run (e.g. '--amp')")
     p.add_argument("--noautoanchor", action="store_true",
                    help="pass --noautoanchor to every arm (BCCD at 320 px keeps the yaml's anchors anyway: BPR 1.0)")
     p.add_argument("--noplots", action="store_true", help="pass --noplots to every arm")
@@ -575,8 +603,8 @@ def main(argv=None) -> Path:
 
     teacher = args.teacher.resolve()
     if args.train_teacher:
-        t_args = argparse.Namespace(**{**vars(args), "batch": args.batch})
-        summary = do_run(t_args, "teacher", 0, write_hyp(hyp_dir, "baseline", {}), {}, data, None, env, env_prefix)
+        t_args = argparse.Namespace(**{**vars(args), "variant": None, "extra_args": ""})
+        summary = do_run(t_args, "teacher", 0, write_hyp(hyp_dir, {}), {}, data, None, env, env_prefix)
         if summary is None:
             raise SystemExit("teacher training failed")
         teacher = (ROOT / summary["run_dir"] / "weights" / "best.pt").resolve()
@@ -589,10 +617,10 @@ def main(argv=None) -> Path:
     for arm in args.arms:  # arm by arm, seed by seed
         recipe = args.kd_base if arm in KD_ARMS else arm
         overrides = recipe_overrides(recipe, args.tuned)
-        hyp = write_hyp(hyp_dir, "control" if overrides == GAINS_X2 else recipe, overrides)
+        hyp = write_hyp(hyp_dir, overrides)
         for seed in args.seeds:
             if do_run(args, arm, seed, hyp, overrides, data, teacher, env, env_prefix) is None:
-                failed.append(f"{arm}/seed{seed}")
+                failed.append(f"{run_label(arm, args.variant)}/seed{seed}")
     report = build_report(args.results, notes, args.runs)
     LOGGER.info(f"report: {rel(report)}" + (f"; failed: {', '.join(failed)}" if failed else ""))
     if failed:

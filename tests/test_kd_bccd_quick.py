@@ -48,12 +48,24 @@ def test_quick_protocol_end_to_end(tmp_path, bccd_dir, bccd_teacher_pt):
     subprocess.run(cmd + ["--report-only"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
     assert (results / "kd_bccd.md").read_text() == md
 
+    # a variant (a tuning candidate) gets its own run, JSON, hyp file and report row beside the arm
+    variant = subprocess.run(cmd + ["--arms", "tuned", "--variant", "lr", "--tuned", "lr0=0.02"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert variant.returncode == 0, variant.stdout[-3000:] + variant.stderr[-3000:]
+    summary = json.loads((results / "kd_bccd" / "tuned@lr-seed0.json").read_text())
+    assert (summary["arm"], summary["variant"], summary["label"]) == ("tuned", "lr", "tuned@lr")
+    hyp = yaml.safe_load((results / "kd_bccd" / "hyps" / "hyp.lr00.02.yaml").read_text())
+    assert hyp["lr0"] == 0.02 and "hyp.lr00.02.yaml --img" in summary["command"]
+    assert "/tuned@lr --name seed0" in summary["command"]
+    assert "| tuned@lr | 1 (0) |" in (results / "kd_bccd.md").read_text()
+
 
 def test_recipes_and_hyps(tmp_path):
     assert kd_bccd.recipe_overrides("baseline", "control") == {}
     assert kd_bccd.recipe_overrides("tuned", "control") == kd_bccd.GAINS_X2
     assert kd_bccd.recipe_overrides("tuned", "box=0.1, lr0=0.02") == {"box": 0.1, "lr0": 0.02}
-    path = kd_bccd.write_hyp(tmp_path, "control", kd_bccd.GAINS_X2)
+    path = kd_bccd.write_hyp(tmp_path, kd_bccd.GAINS_X2)
+    assert path.name == "hyp.control.yaml"
     hyp = yaml.safe_load(path.read_text())
     base = yaml.safe_load((ROOT / "data" / "hyps" / "hyp.scratch-low.yaml").read_text())
     assert {k: hyp[k] for k in ("box", "obj", "cls")} == {k: 2 * base[k] for k in ("box", "obj", "cls")}
@@ -68,3 +80,10 @@ def test_epoch_timing_skips_startup_and_sums_attempts(tmp_path):
     timing = kd_bccd.epoch_timing(tmp_path)
     assert timing["seconds_per_epoch"] == (10 + 10 + 12) / 3
     assert timing["train_seconds"] == 51 + 52
+
+
+def test_best_no_teacher_ignores_precision_variants():
+    fp32 = [{"arm": "baseline", "extra_args": ""}]
+    assert kd_bccd.is_no_teacher_recipe(fp32) and kd_bccd.is_no_teacher_recipe([{"arm": "tuned"}])
+    assert not kd_bccd.is_no_teacher_recipe([{"arm": "baseline", "extra_args": "--amp"}])
+    assert not kd_bccd.is_no_teacher_recipe([{"arm": "fgd", "extra_args": ""}])
