@@ -38,8 +38,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                     help="teacher forward precision, independent of --amp (default: the training precision); "
                          "bf16 needs native support, else FP32; outputs and features reach the KD losses in FP32")
     kd.add_argument("--kd", nargs="+", choices=METHODS, default=["fgd"], help="KD method(s); several add up")
-    kd.add_argument("--kd-weight", type=float, default=None,
-                    help="outer weight of every KD method (default: fgfi 0.01, cilf 0.01, fgd 1)")
+    kd.add_argument("--kd-weight", nargs="+", type=kd_weight_arg, default=None, metavar="W|METHOD=W",
+                    help="outer KD weight: one number for every method, or per method (fgfi=0.0025 fgd=0.05); "
+                         "default: fgfi 0.01, cilf 0.01, fgd 1")
     kd.add_argument("--kd-layers", type=int, nargs="+", default=None,
                     help="layer indices to distil (default: the inputs of Detect, e.g. 17 20 23)")
     kd.add_argument("--fgfi-psi", type=float, default=0.5, help="FGFI mask threshold factor psi")
@@ -61,14 +62,38 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
+def parse_kd_weight(text: str) -> tuple[str | None, float]:
+    """'0.01' -> (None, 0.01) (every method); 'fgd=0.05' -> ('fgd', 0.05)."""
+    method, sep, value = str(text).rpartition("=")
+    if sep and method not in METHODS:
+        raise argparse.ArgumentTypeError(f"--kd-weight {text!r}: method must be one of {METHODS}")
+    try:
+        return (method or None), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--kd-weight {text!r}: expected a number or METHOD=number") from None
+
+
+def kd_weight_arg(text: str) -> str:
+    """argparse type of --kd-weight: checks the item, keeps the text (opt.yaml stays plain strings)."""
+    parse_kd_weight(text)
+    return text
+
+
 def parse_opt(argv=None) -> argparse.Namespace:
     return get_args_parser().parse_args(argv)
 
 
 def build_config(opt: argparse.Namespace, anchor_t: float = 4.0) -> KDConfig:
     """The frozen KD options from the command line (the only place that reads the KD flags)."""
+    items = opt.kd_weight if isinstance(opt.kd_weight, (list, tuple)) else [opt.kd_weight]  # a float: older opt.yaml
+    pairs = [parse_kd_weight(item) for item in items if item is not None]
+    common = [w for m, w in pairs if m is None]
+    if len(common) > 1:
+        raise ValueError(f"--kd-weight: give at most one common weight, got {common}")
+    weight = common[0] if common else None
+    per_method = tuple((m, w) for m, w in pairs if m is not None)
     return KDConfig(
-        methods=tuple(opt.kd), weight=opt.kd_weight, layers=opt.kd_layers, fgfi_psi=opt.fgfi_psi,
+        methods=tuple(opt.kd), weight=weight, method_weights=per_method, layers=opt.kd_layers, fgfi_psi=opt.fgfi_psi,
         fgfi_assign=opt.fgfi_assign, anchor_t=anchor_t, cilf_alpha=opt.cilf_alpha,
         cilf_temperature=opt.cilf_temperature, cilf_kl=opt.cilf_kl, fgd_preset=opt.fgd_preset,
         fgd_temperature=opt.fgd_temperature, fgd_alpha=opt.fgd_alpha, fgd_beta=opt.fgd_beta,

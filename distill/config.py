@@ -22,13 +22,15 @@ class KDConfig:
     """Resolved KD options. ``None`` FGD fields are filled from ``fgd_preset`` at construction.
 
     methods: any of fgfi, cilf, fgd (they add up). weight: outer lambda for every method, or None for the
-    per-method defaults. layers: student/teacher layer indices to distil, or None for the inputs of Detect.
+    per-method defaults. method_weights: per-method outer lambdas ``(("fgfi", 0.0025), ("fgd", 0.05))`` that
+    take precedence over ``weight``. layers: student/teacher layer indices to distil, or None for the inputs of Detect.
     warmup_iters: KD off for global iterations < N. stop_epoch: KD off from this epoch on (None = never).
     anchor_t: YOLOv5's anchor ratio threshold, used by ``fgfi_assign='matched'``.
     """
 
     methods: tuple[str, ...] = ("fgfi",)
     weight: float | None = None
+    method_weights: tuple[tuple[str, float], ...] = ()
     layers: tuple[int, ...] | None = None
     fgfi_psi: float = 0.5
     fgfi_assign: str = "all"
@@ -51,6 +53,11 @@ class KDConfig:
         if not methods or unknown:
             raise ValueError(f"KD methods must be a non-empty subset of {METHODS}, got {self.methods}")
         object.__setattr__(self, "methods", methods)
+        per_method = tuple((str(m), float(w)) for m, w in dict(self.method_weights).items())
+        stray = [m for m, _ in per_method if m not in methods]
+        if stray:
+            raise ValueError(f"KD weight given for {stray}, which are not among the methods {methods}")
+        object.__setattr__(self, "method_weights", per_method)
         if self.layers is not None:
             object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
         if self.fgfi_assign not in ("all", "matched"):
@@ -69,7 +76,10 @@ class KDConfig:
             raise ValueError("temperatures must be positive")
 
     def method_weight(self, method: str) -> float:
-        """Outer weight of ``method``: ``weight`` if given, else the method's default."""
+        """Outer weight of ``method``: its entry in ``method_weights``, else ``weight``, else the default."""
+        per_method = dict(self.method_weights)
+        if method in per_method:
+            return per_method[method]
         return DEFAULT_WEIGHTS[method] if self.weight is None else self.weight
 
     def active(self, epoch: int, iteration: int) -> bool:
@@ -83,6 +93,7 @@ class KDConfig:
         out = dataclasses.asdict(self)
         out["methods"] = list(self.methods)
         out["layers"] = None if self.layers is None else list(self.layers)
+        out["method_weights"] = {m: w for m, w in self.method_weights}
         return out
 
     @classmethod
@@ -95,4 +106,5 @@ class KDConfig:
         data["methods"] = tuple(data.get("methods", ("fgfi",)))
         if data.get("layers") is not None:
             data["layers"] = tuple(data["layers"])
+        data["method_weights"] = tuple((data.get("method_weights") or {}).items())
         return cls(**data)

@@ -110,3 +110,23 @@ def test_bccd_one_epoch_all_methods_with_the_upstream_bccd_teacher(tmp_path, bcc
     assert all(math.isfinite(float(row[c])) and float(row[c]) > 0 for cols in KD_COLUMNS.values() for c in cols)
     assert weights.load_model(run_dir / "weights" / "best.pt").nc == 3
     assert (run_dir / "kd_masks.jpg").stat().st_size > 0
+
+
+def test_kd_weight_flag_common_and_per_method():
+    def config(*weights):
+        argv = ["--teacher", "t.pt", "--kd", "fgfi", "fgd"] + (["--kd-weight", *weights] if weights else [])
+        return train_kd.build_config(train_kd.parse_opt(argv))
+
+    assert config().method_weight("fgfi") == 0.01 and config().method_weight("fgd") == 1.0
+    assert config("0.005").method_weight("fgd") == 0.005
+    mixed = config("0.005", "fgd=0.05")
+    assert (mixed.method_weight("fgfi"), mixed.method_weight("fgd")) == (0.005, 0.05)
+    opt = train_kd.parse_opt(["--teacher", "t.pt", "--kd-weight", "fgd=0.1"])
+    assert opt.kd_weight == ["fgd=0.1"]  # plain strings: opt.yaml stays loadable by yaml.safe_load
+    opt.kd_weight = 0.02  # an opt.yaml written before per-method weights
+    assert train_kd.build_config(opt).method_weight("fgd") == 0.02
+    for bad in (["mgd=0.1"], ["fgd=x"]):
+        with pytest.raises(SystemExit):
+            train_kd.parse_opt(["--teacher", "t.pt", "--kd-weight", *bad])
+    with pytest.raises(ValueError, match="at most one"):
+        config("0.1", "0.2")

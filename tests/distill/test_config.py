@@ -49,3 +49,15 @@ def test_dict_round_trip():
     assert KDConfig.from_dict(data) == config
     with pytest.raises(ValueError, match="unknown"):
         KDConfig.from_dict({**data, "kd_magic": 1})
+
+
+def test_per_method_weights_win_over_the_common_weight_and_round_trip():
+    config = KDConfig(methods=("fgfi", "fgd"), weight=0.5, method_weights=(("fgd", 0.05),))
+    assert (config.method_weight("fgfi"), config.method_weight("fgd")) == (0.5, 0.05)
+    assert KDConfig(methods=("fgfi", "fgd"), method_weights=(("fgfi", 0.0025),)).method_weight("fgd") == 1.0
+    assert KDConfig.from_dict(config.to_dict()) == config
+    assert config.to_dict()["method_weights"] == {"fgd": 0.05}
+    old = {k: v for k, v in config.to_dict().items() if k != "method_weights"}  # a checkpoint from before the field
+    assert KDConfig.from_dict(old).method_weights == ()
+    with pytest.raises(ValueError, match="cilf"):
+        KDConfig(methods=("fgfi",), method_weights=(("cilf", 0.1),))
