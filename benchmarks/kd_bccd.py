@@ -55,8 +55,7 @@ KD_ARGS = {
     "fgfi": "--kd fgfi --kd-weight 0.005",  # default 0.01: 2.6x
     "cilf": "--kd cilf --kd-weight 0.005",  # default 0.01: 2.6x
     "fgd": "--kd fgd --fgd-alpha 1e-4 --fgd-beta 5e-5 --fgd-gamma 5e-5 --fgd-lambda 5e-7",  # official x0.1 (x1: 14x)
-    # FGFI 0.0025 + FGD official x0.05 (--kd-weight scales FGD's own weights too: 0.0025 x (official x 20))
-    "combo": "--kd fgfi fgd --kd-weight 0.0025 --fgd-alpha 2e-2 --fgd-beta 1e-2 --fgd-gamma 1e-2 --fgd-lambda 1e-4",
+    "combo": "--kd fgfi fgd --kd-weight fgfi=0.0025 fgd=0.05",  # half of each: FGFI 0.0025 + FGD official x0.05
 }
 QUICK = {"epochs": 1, "imgsz": 64, "batch": 8, "train_images": 8, "val_images": 8, "workers": 0}
 
