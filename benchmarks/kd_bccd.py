@@ -410,7 +410,8 @@ def build_report(results: Path, notes: str = "", runs_dir: Path | None = None) -
         tot, _ = mean_std([r["total_seconds"] for r in runs])
         stats[arm] = {"n": len(runs), "seeds": [r["seed"] for r in runs], "mAP50": m50, "mAP50_std": s50,
                       "mAP50-95": m, "mAP50-95_std": s, "s_per_epoch": spe, "median_s_per_epoch": median, "min_s_per_epoch": fastest, "total_s": tot,
-                      "cpu_s": sum(r["total_seconds"] for r in runs)}
+                      "run_s": sum(r["total_seconds"] for r in runs),
+                      "cpu_s": sum(r["total_seconds"] * (r.get("threads") or 2) for r in runs)}
     no_teacher = {a: stats[a] for a in stats if is_no_teacher_recipe(by_arm[a])}
     best_nt = max(no_teacher, key=lambda a: no_teacher[a]["mAP50-95"]) if no_teacher else None
     t_map = teacher["mAP50-95"] if teacher else float("nan")
@@ -427,7 +428,7 @@ def build_report(results: Path, notes: str = "", runs_dir: Path | None = None) -
     csv_path = results / "kd_bccd.csv"
     columns = ["arm", "n", "seeds", "mAP50", "mAP50_std", "mAP50-95", "mAP50-95_std", "gain_best_nt",
                "gain_baseline", "gain50_best_nt", "gain50_baseline", "gap_closed_best_nt", "gap_closed_baseline",
-               "s_per_epoch", "median_s_per_epoch", "min_s_per_epoch", "total_s", "cpu_s"]
+               "s_per_epoch", "median_s_per_epoch", "min_s_per_epoch", "total_s", "run_s", "cpu_s"]
     with open(csv_path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(columns)
@@ -457,21 +458,24 @@ def build_report(results: Path, notes: str = "", runs_dir: Path | None = None) -
                      f"| {signed(st['gap_closed_best_nt'], 100)}% / {signed(st['gap_closed_baseline'], 100)}% "
                      f"| {st['s_per_epoch']:.1f} / {st['median_s_per_epoch']:.1f} / {st['min_s_per_epoch']:.1f} "
                      f"| {st['total_s']:.0f} |")
+    total_run = sum(st["run_s"] for st in stats.values())
     total_cpu = sum(st["cpu_s"] for st in stats.values())
-    lines += ["", f"Total wall time of the runs so far (2-core machine, one run at a time): {total_cpu / 3600:.2f} h "
-              f"({total_cpu:.0f} s; x2 cores = {2 * total_cpu / 3600:.2f} core-hours).", "",
+    lines += ["", f"Total CPU cost of the runs so far: {total_run / 3600:.2f} h of run time (sum over runs), "
+              f"{total_cpu / 3600:.2f} core-hours (run time x torch threads: 2 by default, 1 for `--threads 1` runs, "
+              "which went two at a time on the 2 cores).", "",
               "Seconds per epoch: interval between results.csv rows (validation included, the first epoch of "
               "each attempt excluded). The 2-core machine is shared with other engineers' jobs, so the mean moves "
               "several-fold with their load; the fastest epoch is the closest to a quiet-machine figure. Compare "
               "arms as rough ratios only; `benchmarks/kd_step.py` is the controlled KD-overhead measurement.", "",
               "![KD benchmark](kd_bccd.png)", "", "## Runs", "",
-              "| arm | seed | mAP50 | mAP50-95 | best epoch | s/epoch mean / median / fastest | total s |",
-              "|---|---|---|---|---|---|---|"]
+              "| arm | seed | mAP50 | mAP50-95 | best epoch | s/epoch mean / median / fastest | total s | threads |",
+              "|---|---|---|---|---|---|---|---|"]
     for arm, runs in by_arm.items():
         for r in runs:
             lines.append(f"| {arm} | {r['seed']} | {r['mAP50']:.3f} | {r['mAP50-95']:.3f} | {r['best_epoch']} "
                          f"| {r['seconds_per_epoch']:.1f} / {r.get('median_seconds_per_epoch', float('nan')):.1f} / "
-                         f"{r.get('min_seconds_per_epoch', float('nan')):.1f} | {r['total_seconds']:.0f} |")
+                         f"{r.get('min_seconds_per_epoch', float('nan')):.1f} | {r['total_seconds']:.0f} "
+                         f"| {r.get('threads') or 2} |")
     lines += ["", "## Commands (seed 0 or the first seed; other seeds differ only in `--seed`)", ""]
     for arm, runs in by_arm.items():
         lines += [f"- **{arm}**: `{runs[0]['command']}`", f"  - eval: `{runs[0]['val_command']}`"]
