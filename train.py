@@ -710,7 +710,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--save-period", type=int, default=-1, help="Save checkpoint every x epochs (disabled if < 1)")
     p.add_argument("--seed", type=int, default=0, help="Global training seed")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
-                   help="mixed precision (default: on for CUDA, off for CPU; on a CPU it means bf16 autocast where the "
+                   help="mixed precision (default: on; on a CPU it means bf16 autocast where the "
                         "processor has native bf16, else FP32)")
     p.add_argument("--amp-dtype", choices=("fp16", "bf16"), default=None,
                    help="autocast dtype (default: fp16 + GradScaler on CUDA, bf16 on CPU)")

@@ -157,7 +157,10 @@ def train_command(args, arm: str, seed: int, run_dir: Path, hyp: Path, data: str
         cmd.append("--noplots")
     if arm in KD_ARMS:
         cmd += ["--teacher", rel(teacher), *shlex.split(getattr(args, f"{arm}_args"))]
-    return cmd + shlex.split(args.extra_args)
+    extra = shlex.split(args.extra_args)
+    if "--amp" not in extra:  # the protocol is FP32 (the CPU default was FP32 when its first runs were made)
+        cmd.append("--no-amp")
+    return cmd + extra
 
 
 def run_label(arm: str, variant: str | None) -> str:

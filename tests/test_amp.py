@@ -51,13 +51,14 @@ def test_cpu_falls_back_to_fp32_without_native_bf16(native, caplog):
     assert "emulated" in caplog.text and "mocked native bf16 = False" in caplog.text
     assert amp.inference_precision("cpu", half=True).dtype == torch.float32
     assert amp.resolve_teacher("cpu", "bf16") == torch.float32
+    assert amp.resolve("cpu").dtype == torch.float32  # the default falls back to FP32 too
 
 
 def test_resolution_rules(native, monkeypatch):
     native(True)
     cpu = amp.resolve("cpu", amp=True)
     assert cpu.dtype == torch.bfloat16 and not cpu.use_scaler  # bf16: no GradScaler
-    assert amp.resolve("cpu").dtype == torch.float32  # FP32 stays the CPU default
+    assert amp.resolve("cpu").dtype == torch.bfloat16  # bf16 is the CPU default where native (docs/bf16.md)
     assert amp.resolve("cpu", amp=False).dtype == torch.float32
     assert amp.resolve("cpu", amp=True, amp_dtype="fp16").dtype == torch.float32
     assert amp.resolve("cpu", amp=True, check=lambda dtype: False).dtype == torch.float32
