@@ -19,17 +19,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import train  # noqa: E402
-from utils.callbacks import Callbacks  # noqa: E402
+from epoch_time import epoch_callbacks  # noqa: E402
 
 
 def timed_run(model: str, args, noval: bool) -> dict:
-    marks: dict[str, list[float]] = {"start": [], "train_end": [], "fit_end": []}
-    cb = Callbacks()
-    cb.register("on_train_epoch_start", lambda: marks["start"].append(time.perf_counter()))
-    cb.register("on_train_epoch_end", lambda epoch: marks["train_end"].append(time.perf_counter()))
-    cb.register("on_fit_epoch_end", lambda *a: marks["fit_end"].append(time.perf_counter()))
+    cb, marks = epoch_callbacks()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         opt = train.run(data=args.data, cfg=f"{model}.yaml", weights="", imgsz=args.img, batch_size=args.batch_size,
