@@ -21,7 +21,7 @@ import yaml
 
 import train
 from distill import teacher as kd_teacher
-from distill.config import FGD_PRESETS, METHODS, KDConfig
+from distill.config import DEFAULT_WEIGHTS, FGD_PRESETS, METHODS, KDConfig
 from distill.step import DistillStep
 from models import weights as model_weights
 from utils import amp, dist
@@ -40,14 +40,16 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     kd.add_argument("--kd", nargs="+", choices=METHODS, default=["fgd"], help="KD method(s); several add up")
     kd.add_argument("--kd-weight", nargs="+", type=kd_weight_arg, default=None, metavar="W|METHOD=W",
                     help="outer KD weight: one number for every method, or per method (fgfi=0.0025 fgd=0.05); "
-                         "default: fgfi 0.01, cilf 0.01, fgd 1")
+                         "default: " + ", ".join(f"{m} {w:g}" for m, w in DEFAULT_WEIGHTS.items())
+                         + " (tuned on BCCD; FGD's multiplies its preset)")
     kd.add_argument("--kd-layers", type=int, nargs="+", default=None,
                     help="layer indices to distil (default: the inputs of Detect, e.g. 17 20 23)")
-    kd.add_argument("--fgfi-psi", type=float, default=0.5, help="FGFI mask threshold factor psi")
+    kd.add_argument("--fgfi-psi", type=float, default=KDConfig.fgfi_psi, help="FGFI mask threshold factor psi")
     kd.add_argument("--fgfi-assign", choices=("all", "matched"), default="all",
                     help="FGFI GTs per level: all, or only those YOLOv5's assigner matches to the level")
-    kd.add_argument("--cilf-alpha", type=float, default=0.5, help="CILF: alpha * KL + (1 - alpha) * MSE")
-    kd.add_argument("--cilf-temperature", type=float, default=3.0, help="CILF KL temperature")
+    kd.add_argument("--cilf-alpha", type=float, default=KDConfig.cilf_alpha,
+                    help="CILF: alpha * KL + (1 - alpha) * MSE (default 1: KL only; 0.5 is the paper's mix)")
+    kd.add_argument("--cilf-temperature", type=float, default=KDConfig.cilf_temperature, help="CILF KL temperature")
     kd.add_argument("--cilf-kl", choices=("outputs", "features"), default="outputs",
                     help="CILF KL on raw Detect outputs (Bernoulli) or on channel-softmax features")
     kd.add_argument("--fgd-preset", choices=tuple(FGD_PRESETS), default="official",
@@ -120,7 +122,7 @@ def build_step(ctx: train.StepContext) -> DistillStep:
     if dist.is_main_process():
         record = {"teacher": str(teacher_path), "teacher_sha256": sha256,
                   "teacher_dtype": amp.NAMES[teacher_dtype] if teacher_dtype is not None else "training",
-                  **config.to_dict()}
+                  "weights": {m: config.method_weight(m) for m in config.methods}, **config.to_dict()}
         with open(Path(ctx.save_dir) / "kd.yaml", "w") as f:
             yaml.safe_dump(record, f, sort_keys=False)
         LOGGER.info(f"distillation: {', '.join(config.methods)} from {teacher_path.name} (sha256 {sha256[:12]}), "
@@ -132,7 +134,9 @@ def build_step(ctx: train.StepContext) -> DistillStep:
 def main(opt: argparse.Namespace, callbacks=None) -> argparse.Namespace:
     """Check the KD options early (a fresh run), then run train.py's main with the distillation step."""
     if not opt.resume:
-        build_config(opt)  # invalid combinations fail before any data or model is touched
+        config = build_config(opt)  # invalid combinations fail before any data or model is touched
+        # opt.yaml records each method's weight, so a resume keeps it even if the library defaults change
+        opt.kd_weight = [f"{m}={config.method_weight(m)!r}" for m in config.methods]
         if not opt.teacher or not Path(opt.teacher).is_file():
             raise FileNotFoundError(f"--teacher {opt.teacher!r} not found")
     return train.main(opt, step_factory=build_step, callbacks=callbacks)

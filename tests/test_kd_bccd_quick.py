@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,10 +29,14 @@ def test_quick_protocol_end_to_end(tmp_path, bccd_dir, bccd_teacher_pt):
     with open(results / "kd_bccd.csv") as f:
         rows = {row["arm"]: row for row in csv.DictReader(f)}
     assert (results / "kd_bccd.png").stat().st_size > 0
-    for arm in kd_bccd.ARMS:
-        assert f"| {arm} |" in md, arm
-        assert arm in rows and rows[arm]["n"] == "1"
-        summary = json.loads((results / "kd_bccd" / f"{arm}-seed0.json").read_text())
+    # 'tuned' defaults to the control's recipe, so its runs are the control's; KD arms are named after their setting
+    assert not (results / "kd_bccd" / "tuned-seed0.json").exists()
+    for arm in (a for a in kd_bccd.ARMS if a != "tuned"):
+        label = kd_bccd.run_label(arm, None)
+        assert label == (f"{arm}@{kd_bccd.KD_VARIANT[arm]}" if arm in kd_bccd.KD_ARMS else arm)
+        assert f"| {label} |" in md, label
+        assert label in rows and rows[label]["n"] == "1"
+        summary = json.loads((results / "kd_bccd" / f"{label}-seed0.json").read_text())
         assert 0.0 <= summary["mAP50-95"] <= summary["mAP50"] <= 1.0
         assert len(summary["per_epoch_mAP50-95"]) == summary["epochs"] == 1
         assert summary["seconds_per_epoch"] > 0 and summary["total_seconds"] > 0
@@ -58,6 +63,31 @@ def test_quick_protocol_end_to_end(tmp_path, bccd_dir, bccd_teacher_pt):
     assert hyp["lr0"] == 0.02 and "hyp.lr00.02.yaml --img" in summary["command"]
     assert "/tuned@lr --name seed0" in summary["command"]
     assert "| tuned@lr | 1 (0) |" in (results / "kd_bccd.md").read_text()
+
+
+def test_kd_arms_use_the_library_defaults():
+    """The benchmark's KD options spell out distill/config.py's defaults: the same weight on every loss term."""
+    import train_kd
+
+    def effective(options: str) -> dict:
+        config = train_kd.build_config(train_kd.parse_opt(["--teacher", "t.pt", *options.split()]))
+        out = {}
+        for m in config.methods:
+            if m == "cilf":
+                out |= {"cilf_kl": config.method_weight(m) * config.cilf_alpha,
+                        "cilf_mse": config.method_weight(m) * (1 - config.cilf_alpha)}
+            elif m == "fgd":
+                out |= {f"fgd_{k}": config.method_weight(m) * getattr(config, f"fgd_{k}")
+                        for k in ("alpha", "beta", "gamma", "lambda")}
+            else:
+                out[m] = config.method_weight(m)
+        return out
+
+    methods = {"fgfi": "fgfi", "cilf": "cilf", "fgd": "fgd", "combo": "cilf fgd"}
+    for arm, options in kd_bccd.KD_ARGS.items():
+        assert effective(options) == pytest.approx(effective(f"--kd {methods[arm]}")), arm
+    with pytest.raises(SystemExit, match="--variant"):  # other options need a name of their own
+        kd_bccd.main(["--arms", "fgd", "--fgd-args", "--kd fgd --kd-weight 0.1", "--runs", "/nonexistent"])
 
 
 def test_recipes_and_hyps(tmp_path):

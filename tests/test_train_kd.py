@@ -1,6 +1,7 @@
 """train_kd.py end to end on coco8 (64 px, CPU) with the upstream yolov5n.pt as teacher; spec section 10."""
 from __future__ import annotations
 
+import argparse
 import csv
 import math
 import os
@@ -15,6 +16,7 @@ import yaml
 
 import train_kd
 from distill import teacher as kd_teacher
+from distill.config import DEFAULT_WEIGHTS
 from models import weights
 from utils import checkpoint
 
@@ -29,7 +31,8 @@ KD_COLUMNS = {
 def _options(tmp_path, teacher, methods, name):
     return ["--data", "coco8.yaml", "--cfg", "yolov5n.yaml", "--weights", "", "--imgsz", "64", "--epochs", "1",
             "--batch-size", "4", "--device", "cpu", "--workers", "0", "--noautoanchor", "--teacher", str(teacher),
-            "--kd", *methods, "--project", str(tmp_path), "--name", name]
+            "--kd", *methods, "--project", str(tmp_path), "--name", name,
+            "--cilf-alpha", "0.5"]  # CILF's KL and feature MSE both on (the default 1 keeps only the KL)
 
 
 def _results(run_dir: Path) -> list[dict]:
@@ -76,6 +79,10 @@ def test_one_epoch_per_method(tmp_path, datasets_env, yolov5n_pt, monkeypatch, m
     assert restored and all(torch.equal(v.cpu(), step.modules.state_dict()[k].cpu()) for k, v in restored.items())
     kd_yaml = yaml.safe_load((run_dir / "kd.yaml").read_text())
     assert kd_yaml["methods"] == [method] and kd_yaml["teacher_sha256"] == kd_teacher.file_sha256(yolov5n_pt)
+    # the default weight is recorded, and pinned in opt.yaml so a resume keeps it if the defaults change
+    assert kd_yaml["weights"] == {method: DEFAULT_WEIGHTS[method]}
+    resumed = train_kd.build_config(argparse.Namespace(**yaml.safe_load((run_dir / "opt.yaml").read_text())))
+    assert resumed.method_weights == ((method, DEFAULT_WEIGHTS[method]),)
     assert (run_dir / "kd_masks.jpg").stat().st_size > 0
 
 
@@ -104,7 +111,7 @@ def test_two_process_gloo_run_completes_one_epoch(tmp_path, coco8_dir, yolov5n_p
 def test_bccd_one_epoch_all_methods_with_the_upstream_bccd_teacher(tmp_path, bccd_subset_yaml, bccd_teacher_pt):
     argv = ["--data", str(bccd_subset_yaml), "--cfg", "yolov5n.yaml", "--weights", "", "--imgsz", "96", "--epochs", "1",
             "--batch-size", "16", "--device", "cpu", "--workers", "0", "--noautoanchor", "--teacher",
-            str(bccd_teacher_pt), "--kd", "fgfi", "cilf", "fgd", "--project", str(tmp_path), "--name", "bccd"]
+            str(bccd_teacher_pt), "--kd", "fgfi", "cilf", "fgd", "--cilf-alpha", "0.5", "--project", str(tmp_path), "--name", "bccd"]
     run_dir = Path(train_kd.main(train_kd.parse_opt(argv)).save_dir)
     row = _results(run_dir)[0]
     assert all(math.isfinite(float(row[c])) and float(row[c]) > 0 for cols in KD_COLUMNS.values() for c in cols)
@@ -117,7 +124,7 @@ def test_kd_weight_flag_common_and_per_method():
         argv = ["--teacher", "t.pt", "--kd", "fgfi", "fgd"] + (["--kd-weight", *weights] if weights else [])
         return train_kd.build_config(train_kd.parse_opt(argv))
 
-    assert config().method_weight("fgfi") == 0.01 and config().method_weight("fgd") == 1.0
+    assert config().method_weight("fgfi") == DEFAULT_WEIGHTS["fgfi"] and config().method_weight("fgd") == 0.03
     assert config("0.005").method_weight("fgd") == 0.005
     mixed = config("0.005", "fgd=0.05")
     assert (mixed.method_weight("fgfi"), mixed.method_weight("fgd")) == (0.005, 0.05)

@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 
-from distill.config import KDConfig
+from distill.config import DEFAULT_WEIGHTS, KDConfig
 
 
 def test_fgd_presets_fill_unset_options_and_explicit_values_win():
@@ -19,9 +19,9 @@ def test_fgd_presets_fill_unset_options_and_explicit_values_win():
 def test_defaults_weights_and_frozen():
     config = KDConfig(methods=("fgfi", "cilf", "fgd", "fgfi"))
     assert config.methods == ("fgfi", "cilf", "fgd")
-    assert (config.method_weight("fgfi"), config.method_weight("cilf"), config.method_weight("fgd")) == (0.01, 0.01, 1.0)
+    assert (config.method_weight("fgfi"), config.method_weight("cilf"), config.method_weight("fgd")) == (0.001, 0.03, 0.03)
     assert KDConfig(weight=0.5).method_weight("fgfi") == 0.5
-    assert (config.fgfi_psi, config.cilf_alpha, config.cilf_temperature) == (0.5, 0.5, 3.0)
+    assert (config.fgfi_psi, config.cilf_alpha, config.cilf_temperature) == (0.5, 1.0, 3.0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.weight = 1.0
 
@@ -54,7 +54,7 @@ def test_dict_round_trip():
 def test_per_method_weights_win_over_the_common_weight_and_round_trip():
     config = KDConfig(methods=("fgfi", "fgd"), weight=0.5, method_weights=(("fgd", 0.05),))
     assert (config.method_weight("fgfi"), config.method_weight("fgd")) == (0.5, 0.05)
-    assert KDConfig(methods=("fgfi", "fgd"), method_weights=(("fgfi", 0.0025),)).method_weight("fgd") == 1.0
+    assert KDConfig(methods=("fgfi", "fgd"), method_weights=(("fgfi", 0.0025),)).method_weight("fgd") == DEFAULT_WEIGHTS["fgd"]
     assert KDConfig.from_dict(config.to_dict()) == config
     assert config.to_dict()["method_weights"] == {"fgd": 0.05}
     old = {k: v for k, v in config.to_dict().items() if k != "method_weights"}  # a checkpoint from before the field

@@ -45,7 +45,7 @@ def _build(teacher_file, hyp, methods=ALL_METHODS, **options):
     torch.manual_seed(0)
     student = Model("yolov5n.yaml", nc=2).train()
     teacher = kd_teacher.load_teacher(teacher_file, weights.load_model)
-    config = KDConfig(methods=methods, weight=1.0, **options)
+    config = KDConfig(methods=methods, weight=1.0, **{"cilf_alpha": 0.5, **options})  # CILF's KL and MSE both on
     step = DistillStep(student, teacher, ComputeLoss(student.detect, hyp, nc=2, imgsz=IMGSZ), config, IMGSZ,
                        str(teacher_file), kd_teacher.file_sha256(teacher_file))
     return student, teacher, step
