@@ -86,6 +86,11 @@ class DistillStep:
         if self.output_kl:
             check_output_compatible(student.detect, teacher.detect)
         self.needs_fgfi_masks = "fgfi" in config.methods or "cilf" in config.methods
+        # CILF on the outputs with alpha 1 (its default) uses no adapted feature: skip the adapters' convolutions
+        # (about 0.15 s of a 0.8 s CPU step). They stay built, so checkpoints keep one layout whatever alpha is.
+        self.cilf_mse = "cilf" in config.methods and config.cilf_alpha < 1
+        self.needs_adapters = "fgfi" in config.methods or self.cilf_mse or (
+            "cilf" in config.methods and not self.output_kl)
         try:
             self.anchors = _level_anchors(teacher.detect, [imgsz / shape[1] for shape in teacher_shapes])
         except ValueError:
@@ -188,6 +193,7 @@ class DistillStep:
             fgfi_masks = [masks.fgfi_masks(targets, anchors[None], [shape], batch_size, config.fgfi_psi,
                                            config.fgfi_assign, config.anchor_t)[0]
                           for anchors, shape in zip(self.anchors, shapes)]
+        if self.needs_adapters:
             adapted = adapters.adapt(self.modules["adapters"], student_feats)
         if "fgfi" in config.methods:
             out["distill/fgfi"] = config.method_weight("fgfi") * losses.fgfi_loss(adapted, teacher_feats, fgfi_masks)
@@ -202,9 +208,10 @@ class DistillStep:
                 kl = losses.output_kl_loss(student_outputs, teacher_outputs, head_masks, config.cilf_temperature)
             else:
                 kl = losses.feature_kl_loss(adapted, teacher_feats, fgfi_masks, config.cilf_temperature)
-            mse = sum(losses.masked_mse(s, t, m) for s, t, m in zip(adapted, teacher_feats, fgfi_masks))
             out["distill/kl"] = weight * alpha * kl
-            out["distill/mse"] = weight * (1 - alpha) * mse
+            out["distill/mse"] = (weight * (1 - alpha) * sum(losses.masked_mse(s, t, m) for s, t, m in
+                                                             zip(adapted, teacher_feats, fgfi_masks))
+                                  if self.cilf_mse else torch.zeros((), device=kl.device))
         if "fgd" in config.methods:
             weight, sums = config.method_weight("fgd"), {}
             for module, student, teacher in zip(self.modules["fgd"], student_feats, teacher_feats):

@@ -152,6 +152,28 @@ def test_one_student_forward_named_terms_and_batch_scaling(teacher_file, hyp):
     assert torch.isclose(total, sum(terms.values()) * imgs.shape[0])
 
 
+def test_cilf_output_kl_alone_skips_the_adapters_and_keeps_their_layout(teacher_file, hyp):
+    """CILF's default (output KL, alpha 1) uses no adapted feature: the adapters are built (one checkpoint layout
+    whatever alpha is) but not run, the MSE term is 0 and the total is detection + KL. alpha 0.5 runs them."""
+    calls = []
+    for alpha in (1.0, 0.5):
+        student, _, step = _build(teacher_file, hyp, methods=("cilf",), cilf_alpha=alpha)
+        assert "adapters" in step.modules
+        hooks = [m.register_forward_hook(lambda *a: calls.append(alpha)) for m in step.modules["adapters"]]
+        imgs, targets = _batch()
+        total, terms = step(student, imgs, targets, epoch=0, iteration=0)
+        total.backward()
+        if alpha == 1.0:
+            assert not calls and terms["distill/mse"] == 0 and terms["distill/kl"] > 0
+            assert all(p.grad is None for p in step.modules.parameters())
+            assert torch.isclose(total, (terms["task/box"] + terms["task/obj"] + terms["task/cls"]
+                                         + terms["distill/kl"]) * imgs.shape[0])
+        else:
+            assert calls.count(0.5) == 3 and terms["distill/mse"] > 0
+        for hook in hooks:
+            hook.remove()
+
+
 def test_schedule_skips_teacher_and_zeroes_kd_terms(teacher_file, hyp, tmp_path):
     student, teacher, step = _build(teacher_file, hyp, warmup_iters=5, stop_epoch=2)
     step.plot_path = tmp_path / "kd_masks.jpg"  # written at the first batch that runs the teacher
