@@ -10,7 +10,8 @@ images), evaluated by val.py on best.pt on BCCD val (``--split``). Arms:
 
 - ``baseline``: ``hyp.scratch-low``.
 - ``control``: the detection-loss gains x2 (box, obj, cls), no teacher: a larger effective step alone.
-- ``tuned``: the best no-teacher recipe found (``--tuned``: ``control`` or ``key=value,...`` over scratch-low).
+- ``tuned``: the best no-teacher recipe found (``TUNED``: the control's gains with lr0 0.02; ``--tuned``:
+  ``control`` or other ``key=value,...`` overrides of scratch-low, which then need a ``--variant`` name).
 - ``fgfi``, ``cilf``, ``fgd``, ``combo``: train_kd.py on top of the ``--kd-base`` recipe (default ``tuned``),
   with the shared teacher (``--teacher``; ``--train-teacher`` trains a yolov5s with train.py first) and the
   per-method options of ``KD_ARGS`` (or ``--fgd-args`` etc.).
@@ -60,8 +61,13 @@ KD_ARGS = {
     "fgd": "--kd fgd --kd-weight 0.03",
     "combo": "--kd cilf fgd --cilf-alpha 1.0 --kd-weight cilf=0.03 fgd=0.03",
 }
-KD_VARIANT = {"fgfi": "w0.001", "cilf": "kl0.03", "fgd": "x0.03", "combo": "kl0.03-fgd0.03"}
-MAIN_LABELS = (*NO_TEACHER, *(f"{arm}@{KD_VARIANT[arm]}" for arm in KD_ARMS))  # the report's main table
+# The tuned no-teacher recipe: the best of what was tried at the same budget (the report's sweep: gains x3, lr0,
+# warmup), named after its setting like the KD arms. The KD arms run on top of it (their names end in -lr0.02); the
+# KD weights themselves were chosen on the control recipe (the sweep rows without -lr0.02).
+TUNED, TUNED_VARIANT = "box=0.1,obj=2,cls=1,lr0=0.02", "x2-lr0.02"
+KD_VARIANT = {"fgfi": "w0.001-lr0.02", "cilf": "kl0.03-lr0.02", "fgd": "x0.03-lr0.02", "combo": "kl0.03-fgd0.03-lr0.02"}
+MAIN_LABELS = ("baseline", "control", f"tuned@{TUNED_VARIANT}",
+               *(f"{arm}@{KD_VARIANT[arm]}" for arm in KD_ARMS))  # the report's main table
 QUICK = {"epochs": 1, "imgsz": 64, "batch": 8, "train_images": 8, "val_images": 8, "workers": 0}
 
 
@@ -169,17 +175,24 @@ def train_command(args, arm: str, seed: int, run_dir: Path, hyp: Path, data: str
 
 
 def run_label(arm: str, variant: str | None) -> str:
-    """'fgd@x0.1' for a variant of an arm (a tuning candidate). Without one, a KD arm is named after its default
-    setting ('fgd@x0.03') and a no-teacher arm after itself."""
-    variant = variant or KD_VARIANT.get(arm)
+    """'fgd@x0.1' for a variant of an arm (a tuning candidate). Without one, the tuned and KD arms are named after
+    their default setting ('tuned@x2-lr0.02', 'fgd@x0.03-lr0.02'), baseline and control after themselves."""
+    variant = variant or (TUNED_VARIANT if arm == "tuned" else KD_VARIANT.get(arm))
     return f"{arm}@{variant}" if variant else arm
 
 
 def check_variant(args) -> None:
-    """KD options other than KD_ARGS need their own --variant name, or their runs would pass for the arm's."""
+    """Options other than the protocol's (KD_ARGS, TUNED, KD on the tuned recipe) need their own --variant name, or
+    their runs would pass for the arm's."""
+    if args.variant:
+        return
     custom = [a for a in args.arms if a in KD_ARMS and getattr(args, f"{a}_args") != KD_ARGS[a]]
-    if custom and not args.variant:
+    if custom:
         raise SystemExit(f"--{custom[0]}-args differs from the arm's default; name the candidate with --variant NAME")
+    if any(a in KD_ARMS for a in args.arms) and (args.kd_base != "tuned" or args.tuned != TUNED):
+        raise SystemExit("KD arms on a recipe other than the tuned one (--kd-base, --tuned) need --variant NAME")
+    if "tuned" in args.arms and args.tuned not in (TUNED, "control"):
+        raise SystemExit(f"--tuned {args.tuned!r} is not the protocol's ({TUNED}); name it with --variant NAME")
 
 
 def display(cmd: list[str], env_prefix: str) -> str:
@@ -482,9 +495,10 @@ def build_report(results: Path, notes: str = "", runs_dir: Path | None = None) -
                   f"{teacher['mAP50']:.3f}, mAP50-95 {teacher['mAP50-95']:.3f} (`{teacher['val_command']}`).", ""]
     main = [lb for lb in stats if lb in MAIN_LABELS]
     lines += ["## Arms", "",
-              "The no-teacher arms and the KD arms with their defaults (the library's, tuned on this benchmark: "
-              "see the sweep below). The tuned baseline is the best no-teacher recipe tried; where that is the "
-              "control's (`--tuned control`), its runs are the control's.", ""]
+              f"The no-teacher arms and the KD arms with their defaults (the library's, tuned on this benchmark: "
+              f"see the sweep below). The tuned baseline `tuned@{TUNED_VARIANT}` is the best no-teacher recipe "
+              f"tried (`{TUNED}` over hyp.scratch-low); the KD arms run on top of it. Their weights were chosen on "
+              "the control recipe: the sweep's KD rows without `-lr0.02` ran on it.", ""]
     lines += arm_table(main, stats)
     lines += ["", "## Tuning sweep (what else was tried, same recipe and budget)", "",
               "`<arm>@<name>`: the arm with other options (its command is listed below). `@bf16` and `-tbf16` rows "
@@ -587,8 +601,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="DATASETS_DIR for the runs (default: $DATASETS_DIR, else ../shared/datasets if present)")
     p.add_argument("--teacher", type=Path, default=DEFAULT_TEACHER)
     p.add_argument("--train-teacher", action="store_true", help="train a yolov5s teacher with train.py first")
-    p.add_argument("--tuned", default="control",
-                   help="the tuned no-teacher recipe: 'control' or hyp overrides 'box=0.1,obj=2,cls=1,lr0=0.02'")
+    p.add_argument("--tuned", default=TUNED,
+                   help="the tuned no-teacher recipe: hyp overrides of scratch-low, or 'control' (its runs are the "
+                        "control's)")
     p.add_argument("--kd-base", default="tuned", choices=NO_TEACHER, help="no-teacher recipe under the KD arms")
     for arm in KD_ARMS:
         p.add_argument(f"--{arm}-args", default=KD_ARGS[arm], help=f"train_kd.py options of the {arm} arm")

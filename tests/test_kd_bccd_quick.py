@@ -29,11 +29,12 @@ def test_quick_protocol_end_to_end(tmp_path, bccd_dir, bccd_teacher_pt):
     with open(results / "kd_bccd.csv") as f:
         rows = {row["arm"]: row for row in csv.DictReader(f)}
     assert (results / "kd_bccd.png").stat().st_size > 0
-    # 'tuned' defaults to the control's recipe, so its runs are the control's; KD arms are named after their setting
-    assert not (results / "kd_bccd" / "tuned-seed0.json").exists()
-    for arm in (a for a in kd_bccd.ARMS if a != "tuned"):
+    # the tuned and KD arms are named after their setting; the KD arms run on the tuned recipe's hyp
+    tuned_hyp = kd_bccd.hyp_name(kd_bccd.parse_overrides(kd_bccd.TUNED))
+    expected = {"tuned": f"tuned@{kd_bccd.TUNED_VARIANT}", **{a: f"{a}@{v}" for a, v in kd_bccd.KD_VARIANT.items()}}
+    for arm in kd_bccd.ARMS:
         label = kd_bccd.run_label(arm, None)
-        assert label == (f"{arm}@{kd_bccd.KD_VARIANT[arm]}" if arm in kd_bccd.KD_ARMS else arm)
+        assert label == expected.get(arm, arm) and label in kd_bccd.MAIN_LABELS
         assert f"| {label} |" in md, label
         assert label in rows and rows[label]["n"] == "1"
         summary = json.loads((results / "kd_bccd" / f"{label}-seed0.json").read_text())
@@ -41,6 +42,7 @@ def test_quick_protocol_end_to_end(tmp_path, bccd_dir, bccd_teacher_pt):
         assert len(summary["per_epoch_mAP50-95"]) == summary["epochs"] == 1
         assert summary["seconds_per_epoch"] > 0 and summary["total_seconds"] > 0
         assert ("train_kd.py" in summary["command"]) == (arm in kd_bccd.KD_ARMS)
+        assert (f"hyp.{tuned_hyp}.yaml" in summary["command"]) == (arm in ("tuned", *kd_bccd.KD_ARMS))
         if arm in kd_bccd.KD_ARMS:  # the loss-magnitude diagnostic of distill/step.py reached the run's log
             assert any("KD loss magnitudes" in line for line in summary["kd_diagnostic"]), summary["kd_diagnostic"]
     assert "teacher" in rows
@@ -86,8 +88,11 @@ def test_kd_arms_use_the_library_defaults():
     methods = {"fgfi": "fgfi", "cilf": "cilf", "fgd": "fgd", "combo": "cilf fgd"}
     for arm, options in kd_bccd.KD_ARGS.items():
         assert effective(options) == pytest.approx(effective(f"--kd {methods[arm]}")), arm
-    with pytest.raises(SystemExit, match="--variant"):  # other options need a name of their own
-        kd_bccd.main(["--arms", "fgd", "--fgd-args", "--kd fgd --kd-weight 0.1", "--runs", "/nonexistent"])
+    for other in (["--arms", "fgd", "--fgd-args", "--kd fgd --kd-weight 0.1"],  # other options need their own name
+                  ["--arms", "fgd", "--kd-base", "control"], ["--arms", "fgfi", "--tuned", "control"],
+                  ["--arms", "tuned", "--tuned", "lr0=0.03"]):
+        with pytest.raises(SystemExit, match="--variant"):
+            kd_bccd.main([*other, "--runs", "/nonexistent"])
 
 
 def test_recipes_and_hyps(tmp_path):
