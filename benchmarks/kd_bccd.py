@@ -13,8 +13,9 @@ images), evaluated by val.py on best.pt on BCCD val (``--split``). Arms:
 - ``tuned``: the best no-teacher recipe found (``TUNED``: the control's gains with lr0 0.02; ``--tuned``:
   ``control`` or other ``key=value,...`` overrides of scratch-low, which then need a ``--variant`` name).
 - ``fgfi``, ``cilf``, ``fgd``, ``combo``: train_kd.py on top of the ``--kd-base`` recipe (default ``tuned``),
-  with the shared teacher (``--teacher``; ``--train-teacher`` trains a yolov5s with train.py first) and the
-  per-method options of ``KD_ARGS`` (or ``--fgd-args`` etc.).
+  with the shared teacher (``--teacher``; ``--train-teacher`` trains a yolov5s with train.py first, on
+  ``--teacher-recipe`` for ``--teacher-epochs``, and the KD runs are then named ``<arm>@<setting>-T<teacher>``) and
+  the per-method options of ``KD_ARGS`` (or ``--fgd-args`` etc.).
 
 Every run is a subprocess with its own directory ``<runs>/<arm>/seed<k>`` (gitignored); its summary goes to
 ``<results>/kd_bccd/<arm>-seed<k>.json`` (committed). A run whose JSON exists is skipped; an interrupted one
@@ -174,11 +175,23 @@ def train_command(args, arm: str, seed: int, run_dir: Path, hyp: Path, data: str
     return cmd + extra
 
 
-def run_label(arm: str, variant: str | None) -> str:
+def run_label(arm: str, variant: str | None, teacher_tag: str = "") -> str:
     """'fgd@x0.1' for a variant of an arm (a tuning candidate). Without one, the tuned and KD arms are named after
-    their default setting ('tuned@x2-lr0.02', 'fgd@x0.03-lr0.02'), baseline and control after themselves."""
+    their default setting ('tuned@x2-lr0.02', 'fgd@x0.03-lr0.02'), baseline and control after themselves. A KD
+    arm taught by a teacher trained here (--train-teacher) carries its tag: 'fgd@x0.03-lr0.02-Ttuned-e100'."""
     variant = variant or (TUNED_VARIANT if arm == "tuned" else KD_VARIANT.get(arm))
+    if arm in KD_ARMS:
+        variant += teacher_tag
     return f"{arm}@{variant}" if variant else arm
+
+
+def teacher_variant(args) -> str | None:
+    """Run name of a teacher trained by --train-teacher: None (label 'teacher') for the shared teacher's recipe
+    (baseline, --epochs), else '<recipe>-e<epochs>'."""
+    epochs = args.teacher_epochs or args.epochs
+    if args.teacher_recipe == "baseline" and epochs == args.epochs:
+        return None
+    return f"{args.teacher_recipe}-e{epochs}"
 
 
 def check_variant(args) -> None:
@@ -191,6 +204,9 @@ def check_variant(args) -> None:
         raise SystemExit(f"--{custom[0]}-args differs from the arm's default; name the candidate with --variant NAME")
     if any(a in KD_ARMS for a in args.arms) and (args.kd_base != "tuned" or args.tuned != TUNED):
         raise SystemExit("KD arms on a recipe other than the tuned one (--kd-base, --tuned) need --variant NAME")
+    if (any(a in KD_ARMS for a in args.arms) and not args.train_teacher
+            and args.teacher.resolve() != DEFAULT_TEACHER.resolve()):
+        raise SystemExit("KD arms with another --teacher need --variant NAME (--train-teacher names its own)")
     if "tuned" in args.arms and args.tuned not in (TUNED, "control"):
         raise SystemExit(f"--tuned {args.tuned!r} is not the protocol's ({TUNED}); name it with --variant NAME")
 
@@ -299,7 +315,7 @@ def kd_diagnostic(run_dir: Path) -> list[str]:
 def do_run(args, arm: str, seed: int, hyp: Path, overrides: dict, data: str, teacher: Path | None, env: dict,
            env_prefix: str) -> dict | None:
     """Train (fresh, resumed or not at all) and evaluate one arm/seed; write and return its summary."""
-    label = run_label(arm, args.variant)
+    label = run_label(arm, args.variant, args.teacher_tag)
     out = args.results / "kd_bccd" / f"{label}-seed{seed}.json"
     if out.exists():
         LOGGER.info(f"{label} seed {seed}: done ({rel(out)}), skipped")
@@ -347,20 +363,30 @@ def do_run(args, arm: str, seed: int, hyp: Path, overrides: dict, data: str, tea
     return summary
 
 
+def load_teachers(results: Path) -> list[dict]:
+    """The teachers' val metrics, <results>/kd_bccd/teacher.json: a list, one entry per teacher file."""
+    path = results / "kd_bccd" / "teacher.json"
+    if not path.exists():
+        return []
+    cached = json.loads(path.read_text())
+    return [cached] if isinstance(cached, dict) else cached  # a dict: the single-teacher format of the first runs
+
+
 def teacher_metrics(args, teacher: Path, data: str, env_prefix: str) -> dict:
     """val.py on the teacher (cached in <results>/kd_bccd/teacher.json, keyed by file, size and split)."""
     from distill.teacher import file_sha256
 
-    path = args.results / "kd_bccd" / "teacher.json"
     key = {"teacher": rel(teacher), "sha256": file_sha256(teacher), "imgsz": args.imgsz, "split": args.split}
-    if path.exists():
-        cached = json.loads(path.read_text())
+    teachers = load_teachers(args.results)
+    for cached in teachers:
         if all(cached.get(k) == v for k, v in key.items()):
             return cached
     metrics = evaluate(teacher, data, args.imgsz, args.split, args.runs / "teacher-val")
     out = {**key, **metrics, "val_command": val_command(teacher, data, args.imgsz, args.split, env_prefix)}
+    teachers = [t for t in teachers if t["teacher"] != key["teacher"]] + [out]
+    path = args.results / "kd_bccd" / "teacher.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=1) + "\n")
+    path.write_text(json.dumps(teachers, indent=1) + "\n")
     return out
 
 
@@ -443,8 +469,9 @@ def build_report(results: Path, notes: str = "", runs_dir: Path | None = None) -
     """kd_bccd.md / .csv / .png from the per-run JSONs under <results>/kd_bccd/ (plus, when ``runs_dir`` is given,
     a table of the unfinished runs found there)."""
     by_arm = load_summaries(results)
-    teacher_path = results / "kd_bccd" / "teacher.json"
-    teacher = json.loads(teacher_path.read_text()) if teacher_path.exists() else None
+    teachers = {t["teacher"]: t for t in load_teachers(results)}
+    # the shared teacher (or the only one) is the reference of the no-teacher arms' gap and of the figure
+    teacher = teachers.get(rel(DEFAULT_TEACHER)) or next(iter(teachers.values()), None)
     stats = {}
     for arm, runs in by_arm.items():
         m50, s50 = mean_std([r["mAP50"] for r in runs])
@@ -459,8 +486,9 @@ def build_report(results: Path, notes: str = "", runs_dir: Path | None = None) -
                       "cpu_s": sum(r["total_seconds"] * (r.get("threads") or 2) for r in runs)}
     no_teacher = {a: stats[a] for a in stats if is_no_teacher_recipe(by_arm[a])}
     best_nt = max(no_teacher, key=lambda a: no_teacher[a]["mAP50-95"]) if no_teacher else None
-    t_map = teacher["mAP50-95"] if teacher else float("nan")
     for arm, st in stats.items():
+        own = teachers.get(by_arm[arm][0].get("teacher") or "", teacher)  # a KD arm's gap is to its own teacher
+        t_map = own["mAP50-95"] if own else float("nan")
         ref = stats[best_nt]["mAP50-95"] if best_nt else float("nan")
         base = stats["baseline"]["mAP50-95"] if "baseline" in stats else float("nan")
         st["gain_best_nt"] = st["mAP50-95"] - ref
@@ -480,19 +508,20 @@ def build_report(results: Path, notes: str = "", runs_dir: Path | None = None) -
         for arm, st in stats.items():
             w.writerow([arm] + [" ".join(map(str, st[c])) if c == "seeds" else
                                 (f"{st[c]:.5g}" if isinstance(st[c], float) else st[c]) for c in columns[1:]])
-        if teacher:
-            w.writerow(["teacher", 1, "", f"{teacher['mAP50']:.5g}", "", f"{teacher['mAP50-95']:.5g}"]
-                       + [""] * (len(columns) - 6))
+        for t in teachers.values():
+            name = "teacher" if t is teacher else f"teacher {t['teacher']}"
+            w.writerow([name, 1, "", f"{t['mAP50']:.5g}", "", f"{t['mAP50-95']:.5g}"] + [""] * (len(columns) - 6))
 
     lines = ["# KD benchmark on BCCD (issue 10)", "",
              "Generated by `benchmarks/kd_bccd.py` from the per-run JSONs in `benchmarks/results/kd_bccd/` "
              "(`--report-only` rebuilds it). mAP by val.py on each run's best.pt; mean ± sample std over seeds. "
              "Gains are in mAP points (x100) of mAP50-95 unless marked 50; *best no-teacher* is "
              f"**{best_nt or '–'}** (the no-teacher arm with the highest mean mAP50-95 so far). Gap closed = "
-             "(arm - reference) / (teacher - reference) in mAP50-95.", ""]
-    if teacher:
-        lines += [f"Teacher `{teacher['teacher']}` on {teacher['split']} at {teacher['imgsz']} px: mAP50 "
-                  f"{teacher['mAP50']:.3f}, mAP50-95 {teacher['mAP50-95']:.3f} (`{teacher['val_command']}`).", ""]
+             "(arm - reference) / (teacher - reference) in mAP50-95, with the arm's own teacher.", ""]
+    for t in teachers.values():
+        lines += [f"{'Teacher' if t is teacher else 'Teacher of the `-T...` arms'} `{t['teacher']}` on {t['split']} "
+                  f"at {t['imgsz']} px: mAP50 {t['mAP50']:.3f}, mAP50-95 {t['mAP50-95']:.3f} "
+                  f"(`{t['val_command']}`).", ""]
     main = [lb for lb in stats if lb in MAIN_LABELS]
     lines += ["## Arms", "",
               f"The no-teacher arms and the KD arms with their defaults (the library's, tuned on this benchmark: "
@@ -600,7 +629,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--datasets-dir", default=None,
                    help="DATASETS_DIR for the runs (default: $DATASETS_DIR, else ../shared/datasets if present)")
     p.add_argument("--teacher", type=Path, default=DEFAULT_TEACHER)
-    p.add_argument("--train-teacher", action="store_true", help="train a yolov5s teacher with train.py first")
+    p.add_argument("--train-teacher", action="store_true",
+                   help="train a yolov5s teacher with train.py first (seed 0) and distil from it; the KD runs are "
+                        "then named <arm>@<setting>-T<teacher> unless it is the shared teacher's recipe")
+    p.add_argument("--teacher-recipe", default="baseline", choices=NO_TEACHER,
+                   help="no-teacher recipe of --train-teacher (the shared teacher's is baseline)")
+    p.add_argument("--teacher-epochs", type=int, default=None, help="epochs of --train-teacher (default --epochs)")
     p.add_argument("--tuned", default=TUNED,
                    help="the tuned no-teacher recipe: hyp overrides of scratch-low, or 'control' (its runs are the "
                         "control's)")
@@ -648,17 +682,24 @@ def main(argv=None) -> Path:
         args.seeds = args.seeds[:1]
         args.epochs, args.imgsz, args.batch, args.workers = (QUICK[k] for k in ("epochs", "imgsz", "batch", "workers"))
         args.noautoanchor = args.noplots = True
+        args.teacher_epochs = None
         data = str(quick_dataset(args.runs / "data", args.data))
         env_prefix = ""
     hyp_dir = args.results / "kd_bccd" / "hyps"
 
     teacher = args.teacher.resolve()
+    args.teacher_tag = ""
     if args.train_teacher:
-        t_args = argparse.Namespace(**{**vars(args), "variant": None, "extra_args": ""})
-        summary = do_run(t_args, "teacher", 0, write_hyp(hyp_dir, {}), {}, data, None, env, env_prefix)
+        t_variant = teacher_variant(args)
+        t_overrides = recipe_overrides(args.teacher_recipe, args.tuned)
+        t_args = argparse.Namespace(**{**vars(args), "variant": t_variant, "extra_args": "",
+                                       "epochs": args.teacher_epochs or args.epochs})
+        summary = do_run(t_args, "teacher", 0, write_hyp(hyp_dir, t_overrides), t_overrides, data, None, env,
+                         env_prefix)
         if summary is None:
             raise SystemExit("teacher training failed")
         teacher = (ROOT / summary["run_dir"] / "weights" / "best.pt").resolve()
+        args.teacher_tag = f"-T{t_variant or 'yolov5s'}"
     if any(a in KD_ARMS for a in args.arms):
         if not teacher.is_file():
             raise SystemExit(f"teacher {teacher} not found (--teacher PATH or --train-teacher)")
@@ -674,7 +715,7 @@ def main(argv=None) -> Path:
         hyp = write_hyp(hyp_dir, overrides)
         for seed in args.seeds:
             if do_run(args, arm, seed, hyp, overrides, data, teacher, env, env_prefix) is None:
-                failed.append(f"{run_label(arm, args.variant)}/seed{seed}")
+                failed.append(f"{run_label(arm, args.variant, args.teacher_tag)}/seed{seed}")
     report = build_report(args.results, notes, args.runs)
     LOGGER.info(f"report: {rel(report)}" + (f"; failed: {', '.join(failed)}" if failed else ""))
     if failed:

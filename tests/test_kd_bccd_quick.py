@@ -66,6 +66,22 @@ def test_quick_protocol_end_to_end(tmp_path, bccd_dir, bccd_teacher_pt):
     assert "/tuned@lr --name seed0" in summary["command"]
     assert "| tuned@lr | 1 (0) |" in (results / "kd_bccd.md").read_text()
 
+    # --train-teacher with another recipe: a yolov5s run of its own, and KD runs named after it that distil from it
+    taught = subprocess.run(cmd + ["--arms", "fgd", "--train-teacher", "--teacher-recipe", "tuned"], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert taught.returncode == 0, taught.stdout[-3000:] + taught.stderr[-3000:]
+    teacher_run = json.loads((results / "kd_bccd" / "teacher@tuned-e1-seed0.json").read_text())
+    assert "train.py" in teacher_run["command"] and "--cfg yolov5s.yaml" in teacher_run["command"]
+    assert f"hyp.{tuned_hyp}.yaml" in teacher_run["command"]
+    label = f"fgd@{kd_bccd.KD_VARIANT['fgd']}-Ttuned-e1"
+    student = json.loads((results / "kd_bccd" / f"{label}-seed0.json").read_text())
+    assert student["teacher"] == str(Path(teacher_run["run_dir"]) / "weights" / "best.pt")
+    assert f"--teacher {student['teacher']}" in student["command"]
+    teachers = json.loads((results / "kd_bccd" / "teacher.json").read_text())
+    assert sorted(t["teacher"] for t in teachers) == sorted([student["teacher"], kd_bccd.rel(bccd_teacher_pt)])
+    md = (results / "kd_bccd.md").read_text()
+    assert f"| {label} | 1 (0) |" in md and f"Teacher of the `-T...` arms `{student['teacher']}`" in md
+
 
 def test_kd_arms_use_the_library_defaults():
     """The benchmark's KD options spell out distill/config.py's defaults: the same weight on every loss term."""
