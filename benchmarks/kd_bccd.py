@@ -488,7 +488,7 @@ def build_report(results: Path, notes: str = "", runs_dir: Path | None = None) -
     best_nt = max(no_teacher, key=lambda a: no_teacher[a]["mAP50-95"]) if no_teacher else None
     for arm, st in stats.items():
         own = teachers.get(by_arm[arm][0].get("teacher") or "", teacher)  # a KD arm's gap is to its own teacher
-        t_map = own["mAP50-95"] if own else float("nan")
+        t_map = own["mAP50-95"] if own and by_arm[arm][0]["arm"] != "teacher" else float("nan")
         ref = stats[best_nt]["mAP50-95"] if best_nt else float("nan")
         base = stats["baseline"]["mAP50-95"] if "baseline" in stats else float("nan")
         st["gain_best_nt"] = st["mAP50-95"] - ref
@@ -529,10 +529,19 @@ def build_report(results: Path, notes: str = "", runs_dir: Path | None = None) -
               f"tried (`{TUNED}` over hyp.scratch-low); the KD arms run on top of it. Their weights were chosen on "
               "the control recipe: the sweep's KD rows without `-lr0.02` ran on it.", ""]
     lines += arm_table(main, stats)
+    # runs of a teacher trained here and the KD runs it taught (--train-teacher): their own table
+    own = [lb for lb in stats if lb not in MAIN_LABELS and (
+        by_arm[lb][0]["arm"] == "teacher" or by_arm[lb][0].get("teacher") not in (None, rel(DEFAULT_TEACHER)))]
+    if own:
+        lines += ["", "## KD from a teacher trained here (`--train-teacher`)", "",
+                  "`teacher@<recipe>-e<epochs>`: a yolov5s trained by train.py (its own row: its val mAP by the "
+                  "same protocol); `<arm>@<setting>-T<recipe>-e<epochs>`: the KD arm's default, taught by it. Gap "
+                  "closed is to that teacher.", ""]
+        lines += arm_table(own, stats)
     lines += ["", "## Tuning sweep (what else was tried, same recipe and budget)", "",
               "`<arm>@<name>`: the arm with other options (its command is listed below). `@bf16` and `-tbf16` rows "
               "are the bf16 study of docs/bf16.md.", ""]
-    lines += arm_table([lb for lb in stats if lb not in MAIN_LABELS], stats)
+    lines += arm_table([lb for lb in stats if lb not in MAIN_LABELS and lb not in own], stats)
     total_run = sum(st["run_s"] for st in stats.values())
     total_cpu = sum(st["cpu_s"] for st in stats.values())
     lines += ["", f"Total CPU cost of the runs so far: {total_run / 3600:.2f} h of run time (sum over runs), "

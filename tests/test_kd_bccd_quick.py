@@ -80,7 +80,9 @@ def test_quick_protocol_end_to_end(tmp_path, bccd_dir, bccd_teacher_pt):
     teachers = json.loads((results / "kd_bccd" / "teacher.json").read_text())
     assert sorted(t["teacher"] for t in teachers) == sorted([student["teacher"], kd_bccd.rel(bccd_teacher_pt)])
     md = (results / "kd_bccd.md").read_text()
-    assert f"| {label} | 1 (0) |" in md and f"Teacher of the `-T...` arms `{student['teacher']}`" in md
+    assert f"Teacher of the `-T...` arms `{student['teacher']}`" in md
+    own_section = md[md.index("## KD from a teacher trained here"):md.index("## Tuning sweep")]
+    assert f"| {label} | 1 (0) |" in own_section and "| teacher@tuned-e1 | 1 (0) |" in own_section
 
 
 def test_kd_arms_use_the_library_defaults():
