@@ -14,7 +14,8 @@ images), evaluated by val.py on best.pt on BCCD val (``--split``). Arms:
   ``control`` or other ``key=value,...`` overrides of scratch-low, which then need a ``--variant`` name).
 - ``fgfi``, ``cilf``, ``fgd``, ``combo``: train_kd.py on top of the ``--kd-base`` recipe (default ``tuned``),
   with the shared teacher (``--teacher``; ``--train-teacher`` trains a yolov5s with train.py first, on
-  ``--teacher-recipe`` for ``--teacher-epochs``, and the KD runs are then named ``<arm>@<setting>-T<teacher>``) and
+  ``--teacher-recipe`` for ``--teacher-epochs`` with ``--teacher-seed``, and the KD runs are then named
+  ``<arm>@<setting>-T<teacher>``, plus ``-s<seed>`` for a teacher seed other than 0) and
   the per-method options of ``KD_ARGS`` (or ``--fgd-args`` etc.).
 
 Every run is a subprocess with its own directory ``<runs>/<arm>/seed<k>`` (gitignored); its summary goes to
@@ -185,6 +186,11 @@ def run_label(arm: str, variant: str | None, teacher_tag: str = "") -> str:
     return f"{arm}@{variant}" if variant else arm
 
 
+def teacher_tag(variant: str | None, seed: int) -> str:
+    """Suffix of the KD runs taught by a teacher trained here: '-Ttuned-e100', '-Ttuned-e100-s1' for seed 1."""
+    return f"-T{variant or 'yolov5s'}" + (f"-s{seed}" if seed else "")
+
+
 def teacher_variant(args) -> str | None:
     """Run name of a teacher trained by --train-teacher: None (label 'teacher') for the shared teacher's recipe
     (baseline, --epochs), else '<recipe>-e<epochs>'."""
@@ -315,6 +321,8 @@ def kd_diagnostic(run_dir: Path) -> list[str]:
 def do_run(args, arm: str, seed: int, hyp: Path, overrides: dict, data: str, teacher: Path | None, env: dict,
            env_prefix: str) -> dict | None:
     """Train (fresh, resumed or not at all) and evaluate one arm/seed; write and return its summary."""
+    from distill.teacher import file_sha256
+
     label = run_label(arm, args.variant, args.teacher_tag)
     out = args.results / "kd_bccd" / f"{label}-seed{seed}.json"
     if out.exists():
@@ -345,6 +353,7 @@ def do_run(args, arm: str, seed: int, hyp: Path, overrides: dict, data: str, tea
         "epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch,
         "workers": args.workers, "threads": args.threads or None, "split": args.split, "hyp": rel(hyp), "hyp_overrides": overrides,
         "teacher": rel(teacher) if arm in KD_ARMS else None,
+        "teacher_sha256": file_sha256(teacher) if arm in KD_ARMS else None,
         "command": display(cmd, env_prefix), "val_command": val_command(best, data, args.imgsz, args.split, env_prefix),
         **{k: metrics[k] for k in ("precision", "recall", "mAP50", "mAP50-95", "per_class_mAP50-95")},
         **epoch_timing(run_dir), "val_seconds": metrics["val_seconds"],
@@ -639,11 +648,13 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="DATASETS_DIR for the runs (default: $DATASETS_DIR, else ../shared/datasets if present)")
     p.add_argument("--teacher", type=Path, default=DEFAULT_TEACHER)
     p.add_argument("--train-teacher", action="store_true",
-                   help="train a yolov5s teacher with train.py first (seed 0) and distil from it; the KD runs are "
+                   help="train a yolov5s teacher with train.py first (--teacher-seed) and distil from it; the KD runs are "
                         "then named <arm>@<setting>-T<teacher> unless it is the shared teacher's recipe")
     p.add_argument("--teacher-recipe", default="baseline", choices=NO_TEACHER,
                    help="no-teacher recipe of --train-teacher (the shared teacher's is baseline)")
     p.add_argument("--teacher-epochs", type=int, default=None, help="epochs of --train-teacher (default --epochs)")
+    p.add_argument("--teacher-seed", type=int, default=0, help="seed of --train-teacher (KD runs from a seed other "
+                                                               "than 0 are named ...-T<teacher>-s<seed>)")
     p.add_argument("--tuned", default=TUNED,
                    help="the tuned no-teacher recipe: hyp overrides of scratch-low, or 'control' (its runs are the "
                         "control's)")
@@ -703,12 +714,16 @@ def main(argv=None) -> Path:
         t_overrides = recipe_overrides(args.teacher_recipe, args.tuned)
         t_args = argparse.Namespace(**{**vars(args), "variant": t_variant, "extra_args": "",
                                        "epochs": args.teacher_epochs or args.epochs})
-        summary = do_run(t_args, "teacher", 0, write_hyp(hyp_dir, t_overrides), t_overrides, data, None, env,
-                         env_prefix)
+        summary = do_run(t_args, "teacher", args.teacher_seed, write_hyp(hyp_dir, t_overrides), t_overrides, data,
+                         None, env, env_prefix)
         if summary is None:
             raise SystemExit("teacher training failed")
         teacher = (ROOT / summary["run_dir"] / "weights" / "best.pt").resolve()
-        args.teacher_tag = f"-T{t_variant or 'yolov5s'}"
+        if not teacher.is_file():  # its runs directory was lost: a retrained teacher would not be the same one
+            raise SystemExit(f"the weights of the teacher {summary['label']} seed {args.teacher_seed} are gone "
+                             f"({rel(teacher)}), though its summary and the KD runs it taught are kept; put them back, "
+                             f"or train another teacher with --teacher-seed N (its KD runs get their own names)")
+        args.teacher_tag = teacher_tag(t_variant, args.teacher_seed)
     if any(a in KD_ARMS for a in args.arms):
         if not teacher.is_file():
             raise SystemExit(f"teacher {teacher} not found (--teacher PATH or --train-teacher)")

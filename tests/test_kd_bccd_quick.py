@@ -83,6 +83,22 @@ def test_quick_protocol_end_to_end(tmp_path, bccd_dir, bccd_teacher_pt):
     assert f"Teacher of the `-T...` arms `{student['teacher']}`" in md
     own_section = md[md.index("## KD from a teacher trained here"):md.index("## Tuning sweep")]
     assert f"| {label} | 1 (0) |" in own_section and "| teacher@tuned-e1 | 1 (0) |" in own_section
+    from distill.teacher import file_sha256
+    assert student["teacher_sha256"] == file_sha256(ROOT / student["teacher"])
+
+    # its weights lost (a fresh checkout keeps the JSONs, not the runs): a clear stop, not a different teacher
+    # under the same name; --teacher-seed trains another one, whose KD runs are named after it
+    for weights in (ROOT / student["teacher"]).parent.glob("*.pt"):
+        weights.unlink()
+    lost = subprocess.run(cmd + ["--arms", "fgd", "--train-teacher", "--teacher-recipe", "tuned"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert lost.returncode != 0 and "--teacher-seed" in lost.stderr and "are gone" in lost.stderr, lost.stderr[-2000:]
+    other = subprocess.run(cmd + ["--arms", "fgd", "--train-teacher", "--teacher-recipe", "tuned", "--teacher-seed",
+                                  "1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert other.returncode == 0, other.stdout[-3000:] + other.stderr[-3000:]
+    assert "--seed 1 " in json.loads((results / "kd_bccd" / "teacher@tuned-e1-seed1.json").read_text())["command"]
+    student1 = json.loads((results / "kd_bccd" / f"{label}-s1-seed0.json").read_text())
+    assert "/teacher@tuned-e1/seed1/" in student1["teacher"] and student1["teacher_sha256"] != student["teacher_sha256"]
 
 
 def test_kd_arms_use_the_library_defaults():
