@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 import val as validate
 from data.config import check_dataset
+from engine.step import DetectionStep, Step, StepContext, detection_step  # noqa: F401 - re-exported
 from data.loader import create_dataloader, random_imgsz, resize_batch
 from models import weights as model_weights
 from models.yolo import Model
@@ -43,61 +44,6 @@ ROOT = Path(__file__).resolve().parent
 LOGGER = logging.getLogger("train")
 GRAD_CLIP = 10.0
 BAR_FORMAT = "{l_bar}{bar:10}{r_bar}"
-
-
-class Step(Protocol):
-    """Maps a batch to a loss; see docs/design.md. ``total`` is already multiplied by the batch size."""
-
-    modules: nn.Module | None
-    checkpoint_key: str | None
-
-    def __call__(self, model: nn.Module, imgs: torch.Tensor, targets: torch.Tensor, *, epoch: int,
-                 iteration: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...
-
-    def state_dict(self) -> dict: ...
-
-    def load_state_dict(self, state: dict) -> None: ...
-
-
-class DetectionStep:
-    """The default step: the YOLOv5 detection loss on the model's raw training outputs."""
-
-    modules = None
-    checkpoint_key = None
-
-    def __init__(self, compute_loss: ComputeLoss):
-        self.compute_loss = compute_loss
-
-    def __call__(self, model, imgs, targets, *, epoch, iteration):
-        preds = model(imgs)
-        # the loss in float32 even under the loop's autocast: CIoU and BCE lose too much in bf16/fp16
-        with torch.autocast(device_type=imgs.device.type, enabled=False):
-            return self.compute_loss([p.float() for p in preds], targets)
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
-
-
-@dataclass
-class StepContext:
-    """What a step factory may use. ``model`` is the unwrapped model; the EMA copy already exists, so hooks
-    attached now stay off the EMA. ``compute_loss`` is the detection loss the loop also uses for validation."""
-
-    model: nn.Module
-    compute_loss: ComputeLoss
-    hyp: dict
-    opt: argparse.Namespace
-    device: torch.device
-    data: dict
-    imgsz: int
-    save_dir: Path
-
-
-def default_step_factory(ctx: StepContext) -> Step:
-    return DetectionStep(ctx.compute_loss)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -292,9 +238,10 @@ def build_optimization(run: Run, ckpt: dict | None, step_factory) -> None:
     run.ema = ModelEMA(run.model) if run.main else None
     run.compute_loss = ComputeLoss(run.model.detect, hyp, nc=run.nc, imgsz=run.imgsz,
                                    label_smoothing=opt.label_smoothing)
+    run.nw = optim.warmup_iterations(hyp["warmup_epochs"], len(run.train_loader))
     run.step = step_factory(StepContext(run.model, run.compute_loss, hyp, opt, run.device, run.data, run.imgsz,
-                                        run.save_dir))
-    run.term_keys = list(getattr(run.step, "term_names", None) or run.term_keys)  # optional: for the header
+                                        run.save_dir, run.nw, len(run.train_loader), opt.epochs, run.main))
+    run.term_keys = list(run.step.term_names)
     if run.step.modules is not None:
         run.step.modules.to(run.device)
         run.step_params = [p for p in run.step.modules.parameters() if p.requires_grad]
@@ -382,7 +329,6 @@ def setup(opt: argparse.Namespace, device: torch.device, step_factory, callbacks
     prepare_anchors(run)
     build_optimization(run, ckpt, step_factory)
     run.model = wrap_distributed(run)
-    run.nw = optim.warmup_iterations(hyp["warmup_epochs"], len(run.train_loader))
     run.maps = np.zeros(run.nc)
     if run.main and not opt.resume and not opt.noplots:
         plot_labels(run)
@@ -665,7 +611,7 @@ def resample_images(run: Run) -> None:
 
 def train(opt: argparse.Namespace, device: torch.device, step_factory=None, callbacks: Callbacks | None = None):
     """Set up, run the epochs, finish. Returns the final validation results tuple."""
-    run = setup(opt, device, step_factory or default_step_factory, callbacks or Callbacks())
+    run = setup(opt, device, step_factory or detection_step, callbacks or Callbacks())
     t0 = time.time()
     res = train_epochs(run)
     if not run.main:

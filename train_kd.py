@@ -23,6 +23,7 @@ import train
 from distill import teacher as kd_teacher
 from distill.config import DEFAULT_WEIGHTS, FGD_PRESETS, METHODS, KDConfig
 from distill.step import DistillStep
+from engine.step import StepContext
 from models import weights as model_weights
 from utils import amp, dist
 
@@ -103,7 +104,7 @@ def build_config(opt: argparse.Namespace, anchor_t: float = 4.0) -> KDConfig:
         stop_epoch=opt.kd_stop_epoch)
 
 
-def build_step(ctx: train.StepContext) -> DistillStep:
+def build_step(ctx: StepContext) -> DistillStep:
     """Step factory for train.py: called after the EMA exists, with the bare student, on every rank.
 
     Reads the (possibly resumed) options from ``ctx.opt``, loads and checks the teacher, writes kd.yaml.
@@ -118,7 +119,7 @@ def build_step(ctx: train.StepContext) -> DistillStep:
     sha256 = kd_teacher.file_sha256(teacher_path)
     plot_path = None if opt.noplots else Path(ctx.save_dir) / "kd_masks.jpg"
     step = DistillStep(ctx.model, teacher, ctx.compute_loss, config, ctx.imgsz, str(teacher_path), sha256,
-                       plot_path)
+                       plot_path, warmup_iters=ctx.warmup_iters)
     if dist.is_main_process():
         record = {"teacher": str(teacher_path), "teacher_sha256": sha256,
                   "teacher_dtype": amp.NAMES[teacher_dtype] if teacher_dtype is not None else "training",

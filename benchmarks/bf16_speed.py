@@ -33,10 +33,10 @@ PRECISIONS = ("fp32", "bf16")
 
 
 def run_case(args) -> dict:
-    import train
     from distill import teacher as kd_teacher
     from distill.config import KDConfig
     from distill.step import DistillStep
+    from engine.step import DetectionStep
     from models.yolo import Model
     from utils import amp
     from utils.loss import ComputeLoss
@@ -67,7 +67,7 @@ def run_case(args) -> dict:
             step = DistillStep(model, teacher, compute_loss, KDConfig(methods=(case[3:],)), args.imgsz)
             params += list(step.modules.parameters())
         else:
-            step = train.DetectionStep(compute_loss)
+            step = DetectionStep(compute_loss)
         optimizer = torch.optim.SGD(params, lr=1e-4, momentum=0.9)
 
         def one_step():

@@ -15,6 +15,7 @@ import yaml
 
 import detect
 import train
+from engine.step import detection_step
 import val
 from distill import teacher as kd_teacher
 from distill.config import KDConfig
@@ -79,8 +80,8 @@ class _Probe:
     """DetectionStep wrapper recording the autocast state inside the step and every gradient's dtype."""
 
     def __init__(self, ctx):
-        self.inner = train.default_step_factory(ctx)
-        self.modules, self.checkpoint_key = None, None
+        self.inner = detection_step(ctx)
+        self.modules, self.checkpoint_key, self.term_names = None, None, self.inner.term_names
         self.autocast, self.loss_dtypes, self.grad_dtypes = set(), set(), set()
         for p in ctx.model.parameters():
             p.register_post_accumulate_grad_hook(lambda param: self.grad_dtypes.add(param.grad.dtype))

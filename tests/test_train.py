@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 
 import train
+from engine.step import StepContext
 from utils import checkpoint, results
 from utils.callbacks import Callbacks
 
@@ -55,8 +56,9 @@ class ToyStep:
     """Detection loss plus a term of its own trainable module: distill/toy = (w - 3)^2 per image."""
 
     checkpoint_key = "toy"
+    term_names = ("task/box", "task/obj", "task/cls", "distill/toy")
 
-    def __init__(self, ctx: train.StepContext, nan_epoch: int | None = None):
+    def __init__(self, ctx: StepContext, nan_epoch: int | None = None):
         self.compute_loss = ctx.compute_loss
         self.modules = nn.ParameterDict({"w": nn.Parameter(torch.zeros(1))})
         self.nan_epoch = nan_epoch
