@@ -3,36 +3,38 @@
     python train.py --data BCCD.yaml --cfg yolov5n.yaml --weights '' --img 320 --epochs 60
     torchrun --nproc_per_node 2 train.py --data coco128.yaml --weights yolov5s.pt --device 0,1
 
-The loop owns AMP, accumulation, clipping, EMA, warmup, schedules, validation, checkpoints and logging. The loss
-comes from a *step* object (docs/design.md, "The training seam"): ``main(opt, step_factory=...)`` lets
-train_kd.py plug in distillation without touching the loop.
+This file is the command line and the set-up: it reads the options (only ``main()`` and the ``build_*``
+functions read them), builds the model, loaders, loss, step, optimizer and EMA into an ``engine.state.Trainer``,
+and hands it to ``engine.loop.train_epochs``. The loss comes from a *step* (engine/step.py):
+``main(opt, step_factory=...)`` lets train_kd.py plug in distillation without touching the loop.
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import math
-import random
 import sys
 import time
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
 import torch.nn as nn
 import yaml
-from tqdm import tqdm
 
 import val as validate
 from data.config import check_dataset
-from engine.step import DetectionStep, Step, StepContext, detection_step  # noqa: F401 - re-exported
-from data.loader import create_dataloader, random_imgsz, resize_batch
+from data.loader import create_dataloader
+from engine import checkpointing, loop
+from engine.evaluation import Evaluation
+from engine.loop import NonFiniteLossError  # noqa: F401 - part of train.py's API
+from engine.state import LoopOptions, Progress, Trainer
+from engine.step import Step, StepContext, StepFactory, detection_step
 from models import weights as model_weights
 from models.yolo import Model
-from utils import amp, autoanchor, checkpoint, dist, metrics, optim, results
+from utils import amp, autoanchor, dist, optim, results
 from utils.callbacks import Callbacks
 from utils.device import select_device
 from utils.ema import ModelEMA
@@ -42,66 +44,6 @@ from utils.seed import init_seeds
 
 ROOT = Path(__file__).resolve().parent
 LOGGER = logging.getLogger("train")
-GRAD_CLIP = 10.0
-BAR_FORMAT = "{l_bar}{bar:10}{r_bar}"
-
-
-class NonFiniteLossError(RuntimeError):
-    """Raised when a step returns a NaN/inf loss; the last good checkpoint is left untouched."""
-
-
-@dataclass
-class Run:
-    """Everything one training run holds; built by ``setup`` and mutated by the loop."""
-
-    opt: argparse.Namespace
-    hyp: dict
-    device: torch.device
-    data: dict
-    save_dir: Path
-    callbacks: Callbacks
-    model: nn.Module = None
-    ema: ModelEMA | None = None
-    step: Any = None
-    compute_loss: ComputeLoss | None = None
-    optimizer: torch.optim.Optimizer | None = None
-    scheduler: Any = None
-    lf: Callable | None = None
-    scaler: Any = None
-    train_loader: Any = None
-    dataset: Any = None
-    val_loader: Any = None
-    imgsz: int = 640
-    gs: int = 32
-    batch_size: int = 16
-    nc: int = 80
-    names: dict = field(default_factory=dict)
-    amp: bool = False
-    precision: amp.Precision | None = None
-    start_epoch: int = 0
-    epochs: int = 100
-    best_fitness: float = 0.0
-    accumulate: int = 1
-    last_opt_step: int = -1
-    nw: int = 100
-    clip_params: list = field(default_factory=list)
-    step_params: list = field(default_factory=list)
-    rng: np.random.Generator = None
-    class_weights: np.ndarray | None = None
-    maps: np.ndarray | None = None
-    term_keys: list = field(default_factory=lambda: ["task/box", "task/obj", "task/cls"])
-
-    @property
-    def rank(self) -> int:
-        return dist.get_rank()
-
-    @property
-    def main(self) -> bool:
-        return dist.is_main_process()
-
-    @property
-    def weights_dir(self) -> Path:
-        return self.save_dir / "weights"
 
 
 # --------------------------------------------------------------------------------------------- set-up
@@ -138,486 +80,239 @@ def check_img_size(imgsz: int, gs: int) -> int:
     return new
 
 
-def intersect_state(source: dict, target: dict, exclude=()) -> dict:
-    """Entries of ``source`` whose key exists in ``target`` with the same shape and contains no excluded text."""
-    return {k: v for k, v in source.items()
-            if k in target and not any(x in k for x in exclude) and v.shape == target[k].shape}
+def prepare_anchors(model: nn.Module, dataset, hyp: dict, imgsz: int, seed: int, autoanchor_check: bool) -> None:
+    """AutoAnchor (on the main process, if asked), rank 0's anchors on every rank, and the fp16 round trip;
+    for fresh (non-resumed) runs only."""
+    detect = model.detect
+    if autoanchor_check and dist.is_main_process():
+        autoanchor.check_anchors(detect, dataset.shapes, dataset.labels, thr=hyp["anchor_t"], imgsz=imgsz, seed=seed)
+    if dist.is_initialized():  # every rank must train with rank 0's anchors
+        anchors = dist.broadcast_object(detect.anchors.cpu())
+        with torch.no_grad():
+            detect.anchors.copy_(anchors.to(detect.anchors.device))
+    model.half().float()  # upstream starts every fresh run from fp16-rounded weights
 
 
-def build_model(run: Run, ckpt: dict | None) -> nn.Module:
+def plot_labels(dataset, names: dict, save_dir: Path) -> None:
+    try:
+        from utils import plots
+    except ImportError:
+        return
+    labels = [lb for lb in dataset.labels if len(lb)]
+    plots.plot_labels(np.concatenate(labels, 0) if labels else np.zeros((0, 5)), names, save_dir)
+
+
+# --------------------------------------------------------------------------------------------- build_* (read opt)
+
+
+def build_run_dir(opt: argparse.Namespace, save_dir: Path) -> dict:
+    """The resolved hyperparameters, logged and written with the options to hyp.yaml and opt.yaml."""
+    hyp = load_hyp(opt.hyp)
+    opt.hyp = dict(hyp)  # the resolved values travel in opt.yaml and the checkpoint
+    (save_dir / "weights").mkdir(parents=True, exist_ok=True)
+    LOGGER.info("hyperparameters: " + ", ".join(f"{k}={v}" for k, v in hyp.items()))
+    if dist.is_main_process():
+        with open(save_dir / "hyp.yaml", "w") as f:
+            yaml.safe_dump(hyp, f, sort_keys=False)
+        with open(save_dir / "opt.yaml", "w") as f:
+            yaml.safe_dump(plain_opt(opt), f, sort_keys=False)
+    return hyp
+
+
+def build_model(opt: argparse.Namespace, hyp: dict, nc: int, names: dict, ckpt: dict | None,
+                device: torch.device) -> nn.Module:
     """From --cfg, from --weights (transferring matching keys), or both; anchors excluded when re-specified."""
-    opt, hyp = run.opt, run.hyp
     anchors = hyp.get("anchors")
     if ckpt is not None:
         record = ckpt.get("model") or ckpt.get("ema")
-        model = Model(opt.cfg or record["yaml"], ch=3, nc=run.nc, anchors=anchors)
+        model = Model(opt.cfg or record["yaml"], ch=3, nc=nc, anchors=anchors)
         exclude = ["anchor"] if (opt.cfg or anchors) and not opt.resume else []
         state = {k: v.float() if v.is_floating_point() else v for k, v in record["state_dict"].items()}
-        csd = intersect_state(state, model.state_dict(), exclude)
+        csd = model_weights.intersect_state(state, model.state_dict(), exclude)
         model.load_state_dict(csd, strict=False)
         LOGGER.info(f"Transferred {len(csd)}/{len(model.state_dict())} items from {opt.weights}")
     else:
         if not opt.cfg:
             raise ValueError("either --cfg or --weights must be given")
-        model = Model(opt.cfg, ch=3, nc=run.nc, anchors=anchors)
-    model.names = dict(run.names)
-    freeze_layers(model, opt.freeze)
-    return model.to(run.device)
+        model = Model(opt.cfg, ch=3, nc=nc, anchors=anchors)
+    model.names = dict(names)
+    model_weights.freeze_layers(model, opt.freeze)
+    return model.to(device)
 
 
-def freeze_layers(model: nn.Module, freeze) -> None:
-    """``[10]`` freezes layers 0-9 (the backbone); a longer list names the layers explicitly."""
-    freeze = list(freeze) if isinstance(freeze, (list, tuple)) else [int(freeze)]
-    layers = freeze if len(freeze) > 1 else range(freeze[0])
-    prefixes = [f"model.{x}." for x in layers]
-    for name, p in model.named_parameters():
-        p.requires_grad = not any(x in name for x in prefixes)
-        if not p.requires_grad:
-            LOGGER.info(f"freezing {name}")
-
-
-def build_loaders(run: Run) -> None:
-    opt, world = run.opt, dist.get_world_size()
-    run.train_loader, run.dataset = create_dataloader(
-        run.data["train"], run.imgsz, run.batch_size // world, run.gs, opt.single_cls, hyp=run.hyp, augment=True,
+def build_loaders(opt: argparse.Namespace, hyp: dict, data: dict, nc: int, imgsz: int, batch_size: int,
+                  stride: int) -> tuple:
+    """(train loader, train dataset, val loader or None off the main process); checks label classes < nc."""
+    per_rank = batch_size // dist.get_world_size()
+    train_loader, dataset = create_dataloader(
+        data["train"], imgsz, per_rank, stride, opt.single_cls, hyp=hyp, augment=True,
         cache=None if opt.cache == "val" else opt.cache, rect=opt.rect, rank=dist.get_local_rank(),
         workers=opt.workers, image_weights=opt.image_weights, prefix="train: ", shuffle=True, seed=opt.seed,
-        nc=run.nc, labels_dir=run.data.get("labels"))
-    labels = np.concatenate([lb for lb in run.dataset.labels if len(lb)] or [np.zeros((0, 5))], 0)
-    if len(labels) and int(labels[:, 0].max()) >= run.nc:
-        raise ValueError(f"Label class {int(labels[:, 0].max())} exceeds nc={run.nc} in {opt.data}. "
-                         f"Possible class labels are 0-{run.nc - 1}")
-    if run.main:
-        run.val_loader = create_dataloader(
-            run.data["val"], run.imgsz, run.batch_size // world * 2, run.gs, opt.single_cls, hyp=run.hyp,
+        nc=nc, labels_dir=data.get("labels"))
+    labels = np.concatenate([lb for lb in dataset.labels if len(lb)] or [np.zeros((0, 5))], 0)
+    if len(labels) and int(labels[:, 0].max()) >= nc:
+        raise ValueError(f"Label class {int(labels[:, 0].max())} exceeds nc={nc} in {opt.data}. "
+                         f"Possible class labels are 0-{nc - 1}")
+    val_loader = None
+    if dist.is_main_process():
+        val_loader = create_dataloader(
+            data["val"], imgsz, per_rank * 2, stride, opt.single_cls, hyp=hyp,
             cache=None if opt.noval else opt.cache, rect=True, rank=-1, workers=opt.workers * 2, pad=0.5,
-            prefix="val: ", nc=run.nc, labels_dir=run.data.get("labels"))[0]
-    run.class_weights = class_weights(run.dataset.labels, run.nc)
+            prefix="val: ", nc=nc, labels_dir=data.get("labels"))[0]
+    return train_loader, dataset, val_loader
 
 
-def prepare_anchors(run: Run) -> None:
-    """AutoAnchor and the fp16 round trip, on fresh (non-resumed) runs only."""
-    if run.opt.resume:
-        return
-    detect = run.model.detect
-    if not run.opt.noautoanchor and run.main:
-        autoanchor.check_anchors(detect, run.dataset.shapes, run.dataset.labels, thr=run.hyp["anchor_t"],
-                                 imgsz=run.imgsz, seed=run.opt.seed)
-    if dist.is_initialized():  # every rank must train with rank 0's anchors
-        anchors = dist.broadcast_object(detect.anchors.cpu())
-        with torch.no_grad():
-            detect.anchors.copy_(anchors.to(detect.anchors.device))
-    run.model.half().float()  # upstream starts every fresh run from fp16-rounded weights
+def build_optimizer(opt: argparse.Namespace, hyp: dict, model: nn.Module, step: Step, batch_size: int) -> tuple:
+    """(optimizer, accumulation steps, step's trainable parameters): the model's groups plus one for the step."""
+    step_params = []
+    if step.modules is not None:
+        step_params = [p for p in step.modules.parameters() if p.requires_grad]
+    accumulate = optim.accumulate_steps(batch_size)
+    decay = optim.scaled_weight_decay(hyp["weight_decay"], batch_size, accumulate)
+    optimizer = optim.build_optimizer(model, opt.optimizer, hyp["lr0"], hyp["momentum"], decay)
+    if step_params:
+        optim.add_module_group(optimizer, step_params, decay)
+    return optimizer, accumulate, step_params
 
 
-def check_amp(model: nn.Module, device: torch.device, dtype: torch.dtype = torch.float16) -> bool:
-    """AMP is used only if an autocast forward (``dtype``) matches the fp32 one closely (boxes of a 256 px
-    image). The input comes from a private generator, so the global RNG, hence reproducibility, is untouched."""
-    if device.type not in ("cuda", "cpu"):
-        return False
-    model.eval()
-    try:
-        x = torch.rand(1, 3, 256, 256, device=device, generator=torch.Generator(device).manual_seed(0))
-        with torch.no_grad():
-            a = model(x)[0]
-            with torch.autocast(device_type=device.type, dtype=dtype):
-                b = model(x)[0].float()
-        ok = torch.allclose(a[..., :4], b[..., :4], atol=0.5, rtol=0.05)
-    except Exception as e:  # noqa: BLE001 - any failure means AMP is not safe here
-        LOGGER.warning(f"AMP: checks failed ({e}), disabling Automatic Mixed Precision")
-        ok = False
-    finally:
-        model.train()
-    LOGGER.info("AMP: checks passed" if ok else "AMP: checks failed, training in FP32")
-    return bool(ok)
+@dataclass
+class Inputs:
+    """The data and the model, built before the loss, the step and the optimisation."""
+
+    hyp: dict
+    data: dict
+    nc: int
+    names: dict
+    model: nn.Module
+    ckpt: dict | None  # the --weights checkpoint, if any
+    train_loader: torch.utils.data.DataLoader
+    dataset: torch.utils.data.Dataset
+    val_loader: torch.utils.data.DataLoader | None
+    imgsz: int
+    stride: int
+    batch_size: int
 
 
-def build_optimization(run: Run, ckpt: dict | None, step_factory) -> None:
-    """EMA, loss, step (with its modules), optimizer, scheduler, scaler, then resume state if any."""
-    opt, hyp = run.opt, run.hyp
-    run.ema = ModelEMA(run.model) if run.main else None
-    run.compute_loss = ComputeLoss(run.model.detect, hyp, nc=run.nc, imgsz=run.imgsz,
-                                   label_smoothing=opt.label_smoothing)
-    run.nw = optim.warmup_iterations(hyp["warmup_epochs"], len(run.train_loader))
-    run.step = step_factory(StepContext(run.model, run.compute_loss, hyp, opt, run.device, run.data, run.imgsz,
-                                        run.save_dir, run.nw, len(run.train_loader), opt.epochs, run.main))
-    run.term_keys = list(run.step.term_names)
-    if run.step.modules is not None:
-        run.step.modules.to(run.device)
-        run.step_params = [p for p in run.step.modules.parameters() if p.requires_grad]
-    run.accumulate = optim.accumulate_steps(run.batch_size)
-    decay = optim.scaled_weight_decay(hyp["weight_decay"], run.batch_size, run.accumulate)
-    run.optimizer = optim.build_optimizer(run.model, opt.optimizer, hyp["lr0"], hyp["momentum"], decay)
-    if run.step_params:
-        optim.add_module_group(run.optimizer, run.step_params, decay)
-    run.clip_params = [p for p in run.model.parameters()] + run.step_params
-    run.epochs = opt.epochs
-    if ckpt is not None and opt.resume:
-        restore(run, ckpt)
-    run.scheduler, run.lf = optim.build_scheduler(run.optimizer, run.epochs, hyp["lrf"], opt.cos_lr, 0)
-    if ckpt is not None and opt.resume:
-        run.optimizer.load_state_dict(ckpt["optimizer"])
-    run.scheduler.last_epoch = run.start_epoch - 1
-    run.precision = amp.resolve(run.device, opt.amp, opt.amp_dtype,
-                                check=lambda dtype: check_amp(run.model, run.device, dtype))
-    run.amp = run.precision.enabled
-    run.scaler = torch.amp.GradScaler("cuda", enabled=run.precision.use_scaler)  # bf16 needs no loss scaling
+class Optimization(NamedTuple):
+    ema: ModelEMA | None
+    step: Step
+    optimizer: torch.optim.Optimizer
+    accumulate: int
+    step_params: list
+    resumed: checkpointing.Resumed
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    lr_lambda: Callable[[float], float]
+    precision: amp.Precision
 
 
-def restore(run: Run, ckpt: dict) -> None:
-    """Resume: EMA weights and update count, best fitness, epoch counter and the step's own state."""
-    if ckpt.get("optimizer") is None:
-        raise ValueError(f"{run.opt.weights}: training to {run.opt.epochs} epochs is finished, nothing to resume.\n"
-                         f"Start a new training without --resume, i.e. 'python train.py --weights {run.opt.weights}'")
-    if run.ema is not None and ckpt.get("ema"):
-        state = ckpt["ema"]["state_dict"]
-        run.ema.ema.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-        run.ema.updates = int(ckpt["updates"])
-    run.best_fitness = float(ckpt.get("best_fitness") or 0.0)
-    run.start_epoch = int(ckpt["epoch"]) + 1
-    key = run.step.checkpoint_key
-    if key:
-        if key not in ckpt:
-            raise KeyError(f"{run.opt.weights}: no '{key}' state to resume the training step from")
-        run.step.load_state_dict(ckpt[key])
-    if run.epochs < run.start_epoch:
-        LOGGER.info(f"{run.opt.weights} has been trained for {ckpt['epoch']} epochs. "
-                    f"Fine-tuning for {run.epochs} more epochs.")
-        run.epochs += int(ckpt["epoch"])
-    LOGGER.info(f"Resuming training from {run.opt.weights} from epoch {run.start_epoch} to {run.epochs} total epochs")
-
-
-def wrap_distributed(run: Run) -> nn.Module:
-    """DDP for the model; the step's modules are broadcast once and their grads averaged by hand."""
-    if not dist.is_initialized():
-        return run.model
-    model = run.model
-    if run.opt.sync_bn and run.device.type == "cuda":
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        LOGGER.info("Using SyncBatchNorm()")
-    if run.step.modules is not None:
-        dist.broadcast_module(run.step.modules)
-    ids = [run.device.index] if run.device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids, output_device=ids[0] if ids else None)
-
-
-def setup(opt: argparse.Namespace, device: torch.device, step_factory, callbacks: Callbacks) -> Run:
-    hyp = load_hyp(opt.hyp)
-    opt.hyp = dict(hyp)  # the resolved values travel in opt.yaml and the checkpoint
-    run = Run(opt=opt, hyp=hyp, device=device, data={}, save_dir=Path(opt.save_dir), callbacks=callbacks)
-    callbacks.run("on_pretrain_routine_start")
-    run.weights_dir.mkdir(parents=True, exist_ok=True)
-    LOGGER.info("hyperparameters: " + ", ".join(f"{k}={v}" for k, v in hyp.items()))
-    if run.main:
-        with open(run.save_dir / "hyp.yaml", "w") as f:
-            yaml.safe_dump(hyp, f, sort_keys=False)
-        with open(run.save_dir / "opt.yaml", "w") as f:
-            yaml.safe_dump(plain_opt(opt), f, sort_keys=False)
-    init_seeds(opt.seed + 1 + max(run.rank, -1), deterministic=True)
-    run.rng = np.random.default_rng(opt.seed + 1 + max(run.rank, 0))
+def build_inputs(opt: argparse.Namespace, device: torch.device, save_dir: Path) -> Inputs:
+    """Hyperparameters, seeds, dataset, model, loaders and (fresh runs) anchors."""
+    hyp = build_run_dir(opt, save_dir)
+    init_seeds(opt.seed + 1 + max(dist.get_rank(), -1), deterministic=True)
     with dist.main_process_first():
-        run.data = check_dataset(opt.data)
-    run.nc = 1 if opt.single_cls else int(run.data["nc"])
-    run.names = {0: "item"} if opt.single_cls and len(run.data["names"]) != 1 else dict(run.data["names"])
+        data = check_dataset(opt.data)
+    nc = 1 if opt.single_cls else int(data["nc"])
+    names = {0: "item"} if opt.single_cls and len(data["names"]) != 1 else dict(data["names"])
     weights = str(opt.weights or "")
     ckpt = model_weights.load_checkpoint(weights) if weights.endswith(".pt") else None
-    run.model = build_model(run, ckpt)
-    run.gs = max(int(run.model.stride.max()), 32)
-    run.imgsz = check_img_size(opt.imgsz, run.gs)
-    run.batch_size = opt.batch_size if opt.batch_size > 0 else 16  # AutoBatch: CPU fallback of upstream
-    build_loaders(run)
-    prepare_anchors(run)
-    build_optimization(run, ckpt, step_factory)
-    run.model = wrap_distributed(run)
-    run.maps = np.zeros(run.nc)
-    if run.main and not opt.resume and not opt.noplots:
-        plot_labels(run)
+    model = build_model(opt, hyp, nc, names, ckpt, device)
+    stride = max(int(model.stride.max()), 32)
+    imgsz = check_img_size(opt.imgsz, stride)
+    batch_size = opt.batch_size if opt.batch_size > 0 else 16  # AutoBatch: CPU fallback of upstream
+    train_loader, dataset, val_loader = build_loaders(opt, hyp, data, nc, imgsz, batch_size, stride)
+    if not opt.resume:
+        prepare_anchors(model, dataset, hyp, imgsz, opt.seed, autoanchor_check=not opt.noautoanchor)
+    return Inputs(hyp, data, nc, names, model, ckpt, train_loader, dataset, val_loader, imgsz, stride, batch_size)
+
+
+def build_optimization(opt: argparse.Namespace, inputs: Inputs, context: StepContext,
+                       step_factory: StepFactory) -> Optimization:
+    """EMA, the step (its modules on the device), optimizer, resume state, scheduler and precision."""
+    model, hyp, device, ckpt = inputs.model, inputs.hyp, context.device, inputs.ckpt
+    ema = ModelEMA(model) if context.main_process else None
+    step = step_factory(context)
+    if step.modules is not None:
+        step.modules.to(device)
+    optimizer, accumulate, step_params = build_optimizer(opt, hyp, model, step, inputs.batch_size)
+    resumed = checkpointing.Resumed(0, opt.epochs, 0.0)
+    if ckpt is not None and opt.resume:
+        resumed = checkpointing.restore(ckpt, opt.weights, opt.epochs, ema, step)
+    scheduler, lr_lambda = optim.build_scheduler(optimizer, resumed.epochs, hyp["lrf"], opt.cos_lr, 0)
+    if ckpt is not None and opt.resume:
+        optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.last_epoch = resumed.start_epoch - 1
+    precision = amp.resolve(device, opt.amp, opt.amp_dtype, check=lambda dtype: amp.check_amp(model, device, dtype))
+    return Optimization(ema, step, optimizer, accumulate, step_params, resumed, scheduler, lr_lambda, precision)
+
+
+def build_run(opt: argparse.Namespace, device: torch.device, step_factory: StepFactory,
+              callbacks: Callbacks) -> tuple[Trainer, Evaluation]:
+    """Everything the loop needs, in upstream's order (the RNG sees the same draws as before)."""
+    save_dir, main = Path(opt.save_dir), dist.is_main_process()
+    callbacks.run("on_pretrain_routine_start")
+    inputs = build_inputs(opt, device, save_dir)
+    compute_loss = ComputeLoss(inputs.model.detect, inputs.hyp, nc=inputs.nc, imgsz=inputs.imgsz,
+                               label_smoothing=opt.label_smoothing)
+    warmup_iters = optim.warmup_iterations(inputs.hyp["warmup_epochs"], len(inputs.train_loader))
+    context = StepContext(inputs.model, compute_loss, inputs.hyp, opt, device, inputs.data, inputs.imgsz, save_dir,
+                          warmup_iters, len(inputs.train_loader), opt.epochs, main)
+    parts = build_optimization(opt, inputs, context, step_factory)
+    val_batch = inputs.batch_size // dist.get_world_size() * 2
+    evaluation = Evaluation(inputs.data, inputs.val_loader, compute_loss, val_batch, inputs.imgsz, opt.single_cls,
+                            save_dir, callbacks, validate.run)
+    options = LoopOptions(
+        epochs=parts.resumed.epochs, batch_size=inputs.batch_size, imgsz=inputs.imgsz, stride=inputs.stride,
+        warmup_iters=warmup_iters, multi_scale=opt.multi_scale, image_weights=opt.image_weights,
+        validate_every_epoch=not opt.noval, save_every_epoch=not opt.nosave, save_period=opt.save_period,
+        patience=opt.patience, plots=not opt.noplots)
+    progress = Progress(start_epoch=parts.resumed.start_epoch, best_fitness=parts.resumed.best_fitness,
+                        accumulate=parts.accumulate, class_maps=np.zeros(inputs.nc),
+                        term_names=list(parts.step.term_names))
+    trainer = Trainer(
+        options=options, model=dist.wrap_model(inputs.model, parts.step.modules, device, opt.sync_bn), ema=parts.ema,
+        step=parts.step, optimizer=parts.optimizer, scheduler=parts.scheduler, lr_lambda=parts.lr_lambda,
+        scaler=torch.amp.GradScaler("cuda", enabled=parts.precision.use_scaler),  # bf16 needs no loss scaling
+        precision=parts.precision, train_loader=inputs.train_loader, dataset=inputs.dataset, validate=evaluation,
+        hyp=inputs.hyp, nc=inputs.nc, names=inputs.names, device=device, save_dir=save_dir, callbacks=callbacks,
+        options_record=plain_opt(opt), clip_params=list(inputs.model.parameters()) + parts.step_params,
+        step_params=parts.step_params, rng=np.random.default_rng(opt.seed + 1 + max(dist.get_rank(), 0)),
+        class_weights=loop.class_weights(inputs.dataset.labels, inputs.nc), progress=progress)
+    if main and not opt.resume and not opt.noplots:
+        plot_labels(inputs.dataset, inputs.names, save_dir)
     callbacks.run("on_pretrain_routine_end")
-    return run
-
-
-# --------------------------------------------------------------------------------------------- the loop
-
-
-def train_one_epoch(run: Run, epoch: int) -> dict[str, float]:
-    """One pass over the training loader; returns the running mean of each named loss term."""
-    model, opt, nb = run.model, run.opt, len(run.train_loader)
-    model.train()
-    if run.step.modules is not None:
-        run.step.modules.train()
-    running = results.RunningMeans()
-    pbar = enumerate(run.train_loader)
-    if run.main:
-        pbar = tqdm(pbar, total=nb, bar_format=BAR_FORMAT, disable=not LOGGER.isEnabledFor(logging.INFO))
-    run.optimizer.zero_grad()
-    for i, (imgs, targets, paths, _) in pbar:
-        run.callbacks.run("on_train_batch_start")
-        ni = i + nb * epoch
-        imgs = imgs.to(run.device, non_blocking=True).float() / 255
-        targets = targets.to(run.device)
-        if ni <= run.nw:
-            run.accumulate = optim.warmup_accumulate(ni, run.nw, run.batch_size)
-            optim.warmup(run.optimizer, ni, run.nw, run.lf(epoch), run.hyp)
-        if opt.multi_scale:
-            imgs = resize_batch(imgs, random_imgsz(run.imgsz, run.gs, run.rng), run.gs)
-        with run.precision.autocast():  # weights, grads, optimizer and EMA stay FP32
-            total, terms = run.step(model, imgs, targets, epoch=epoch, iteration=ni)
-            total = total * dist.get_world_size()  # DDP averages gradients over ranks
-        check_finite(run, total, terms, epoch, i)
-        run.scaler.scale(total).backward()
-        if ni - run.last_opt_step >= run.accumulate:
-            optimizer_step(run)
-            run.last_opt_step = ni
-        running.update(terms)
-        run.term_keys = list(terms)
-        if run.main:
-            pbar.set_description(progress_row(run, epoch, running.means, targets.shape[0], imgs.shape[-1]))
-            if ni < 3 and not opt.noplots:
-                plot_batch(imgs, targets, paths, run.save_dir / f"train_batch{ni}.jpg", run.names)
-        run.callbacks.run("on_train_batch_end", model, ni, imgs, targets, paths)
-    return running.means
-
-
-def check_finite(run: Run, total: torch.Tensor, terms: dict, epoch: int, batch: int) -> None:
-    finite = torch.isfinite(total.detach()).all().float()
-    if dist.is_initialized():  # all ranks must stop together
-        finite = dist.reduce_min(finite)
-    if finite.item() < 1:
-        last = run.weights_dir / "last.pt"
-        kept = f"last good checkpoint kept at {last}" if last.exists() else "no checkpoint was saved yet"
-        shown = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
-        raise NonFiniteLossError(f"non-finite loss {float(total.detach().float().sum()):.4g} at epoch {epoch}, "
-                                 f"batch {batch} ({shown}); stopping, {kept}")
-
-
-def optimizer_step(run: Run) -> None:
-    """unscale, average step-module grads over ranks, clip to 10, step, update the scaler, zero, EMA."""
-    run.scaler.unscale_(run.optimizer)
-    if dist.is_initialized() and run.step_params:
-        dist.average_gradients(run.step_params)
-    nn.utils.clip_grad_norm_(run.clip_params, max_norm=GRAD_CLIP)
-    run.scaler.step(run.optimizer)
-    run.scaler.update()
-    run.optimizer.zero_grad()
-    if run.ema is not None:
-        run.ema.update(run.model)
-
-
-def _widths(keys) -> list[int]:
-    """Column widths: upstream's 11, wider for long KD term names so header labels never run together."""
-    return [max(11, len(results.term_label(k)) + 1) for k in keys]
-
-
-def progress_row(run: Run, epoch: int, means: dict, n_targets: int, size: int) -> str:
-    mem = f"{torch.cuda.memory_reserved(run.device) / 1e9 if run.device.type == 'cuda' else 0:.3g}G"
-    terms = "".join(f"{v:>{w}.4g}" for v, w in zip(means.values(), _widths(means)))
-    return f"{f'{epoch}/{run.epochs - 1}':>11}{mem:>11}{terms}{n_targets:>11.4g}{size:>11.4g}"
-
-
-def progress_header(terms) -> str:
-    labels = "".join(f"{results.term_label(k):>{w}}" for k, w in zip(terms, _widths(terms)))
-    return f"\n{'Epoch':>11}{'GPU_mem':>11}{labels}{'Instances':>11}{'Size':>11}"
-
-
-def validate_epoch(run: Run, plots: bool = False):
-    """EMA model on the val loader: ((P, R, mAP50, mAP50-95, val box, obj, cls), per-class mAP).
-
-    Inference in the training precision (upstream: ``half=amp``); val.py keeps the EMA itself FP32 under bf16
-    (autocast, no conversion) and computes losses and metrics in FP32. finish() re-validates best.pt in FP32."""
-    res, maps, _ = validate.run(run.data, batch_size=run.batch_size // dist.get_world_size() * 2,
-                                imgsz=run.imgsz, half=run.amp, model=run.ema.ema, single_cls=run.opt.single_cls,
-                                dataloader=run.val_loader, save_dir=run.save_dir, plots=plots,
-                                callbacks=run.callbacks, compute_loss=run.compute_loss)
-    return res, maps
-
-
-def epoch_row(epoch: int, means: dict, res, lrs: list[float]) -> dict[str, float]:
-    row = {"epoch": epoch}
-    row.update({results.term_column(k): v for k, v in means.items() if k.startswith("task/")})
-    row.update(zip(("metrics/precision", "metrics/recall", "metrics/mAP_0.5", "metrics/mAP_0.5:0.95",
-                    "val/box_loss", "val/obj_loss", "val/cls_loss"), (float(x) for x in res)))
-    row.update({f"x/lr{j}": lr for j, lr in enumerate(lrs)})
-    row.update({results.term_column(k): v for k, v in means.items() if not k.startswith("task/")})
-    return row
-
-
-class EarlyStopping:
-    """Stop when fitness has not strictly improved for ``patience`` epochs (0 = never)."""
-
-    def __init__(self, patience: int = 100):
-        self.best_fitness, self.best_epoch = -1.0, 0
-        self.patience = patience or float("inf")
-        self.possible_stop = False
-
-    def __call__(self, epoch: int, fitness: float) -> bool:
-        if fitness > self.best_fitness:
-            self.best_epoch, self.best_fitness = epoch, fitness
-        delta = epoch - self.best_epoch
-        self.possible_stop = delta >= self.patience - 1
-        stop = delta >= self.patience
-        if stop:
-            LOGGER.info(f"Stopping training early as no improvement observed in last {self.patience} epochs. "
-                        f"Best results observed at epoch {self.best_epoch}, best model saved as best.pt.")
-        return stop
-
-
-def end_epoch(run: Run, epoch: int, means: dict, lrs: list, stopper: EarlyStopping, state: dict) -> bool:
-    """Validate, log the csv row, save checkpoints (rank 0). Returns True to stop early."""
-    opt = run.opt
-    final_epoch = epoch + 1 == run.epochs or stopper.possible_stop
-    run.ema.update_attr(run.model)
-    if not opt.noval or final_epoch:
-        state["results"], run.maps = validate_epoch(run)
-    fi = float(metrics.fitness(np.array(state["results"]).reshape(1, -1))[0])
-    stop = stopper(epoch, fi)
-    if fi > run.best_fitness:
-        run.best_fitness = fi
-    results.ResultsCSV(run.save_dir / "results.csv").append(epoch_row(epoch, means, state["results"], lrs))
-    run.callbacks.run("on_fit_epoch_end", epoch, means, state["results"], fi)
-    if not opt.nosave or final_epoch:
-        save_run(run, epoch, best=run.best_fitness == fi)
-    return stop
-
-
-def train_epochs(run: Run) -> tuple:
-    """The epoch loop. Returns the last validation results."""
-    stopper, state = EarlyStopping(run.opt.patience), {"results": (0.0,) * 7}
-    LOGGER.info(f"Image sizes {run.imgsz} train, {run.imgsz} val\nUsing {run.train_loader.num_workers} dataloader "
-                f"workers\nLogging results to {run.save_dir}\nStarting training for {run.epochs} epochs...")
-    run.callbacks.run("on_train_start")
-    for epoch in range(run.start_epoch, run.epochs):
-        run.callbacks.run("on_train_epoch_start")
-        resample_images(run)
-        if dist.is_initialized() and hasattr(run.train_loader.sampler, "set_epoch"):
-            run.train_loader.sampler.set_epoch(epoch)
-        LOGGER.info(progress_header(run.term_keys))
-        try:
-            means = train_one_epoch(run, epoch)
-        except KeyboardInterrupt:
-            if run.main:
-                save_run(run, epoch - 1, best=False)
-                LOGGER.warning(f"Interrupted: saved {run.weights_dir / 'last.pt'} (resume with --resume)")
-            raise
-        run.callbacks.run("on_train_epoch_end", epoch)
-        lrs = [g["lr"] for g in run.optimizer.param_groups]
-        run.scheduler.step()
-        stop = end_epoch(run, epoch, means, lrs, stopper, state) if run.main else False
-        if dist.is_initialized():
-            stop = dist.broadcast_object(stop)
-        if stop:
-            break
-    return state["results"]
-
-
-# --------------------------------------------------------------------------------------------- artefacts
-
-
-def save_run(run: Run, epoch: int, best: bool) -> None:
-    """last.pt every time; best.pt when this epoch's fitness is the best; epoch{N}.pt every save_period."""
-    ckpt = {
-        "epoch": epoch,
-        "best_fitness": float(run.best_fitness),
-        "model": model_weights.model_record(dist.de_parallel(run.model)),
-        "ema": model_weights.model_record(run.ema.ema),
-        "updates": run.ema.updates,
-        "optimizer": run.optimizer.state_dict(),
-        "opt": plain_opt(run.opt),
-        "git": {},
-        "date": datetime.now().isoformat(),
-    }
-    if run.step.checkpoint_key:
-        ckpt[run.step.checkpoint_key] = run.step.state_dict()
-    checkpoint.save_checkpoint(ckpt, run.weights_dir / "last.pt")
-    if best:
-        checkpoint.save_checkpoint(ckpt, run.weights_dir / "best.pt")
-    if run.opt.save_period > 0 and epoch >= 0 and epoch % run.opt.save_period == 0:
-        checkpoint.save_checkpoint(ckpt, run.weights_dir / f"epoch{epoch}.pt")
-    run.callbacks.run("on_model_save", run.weights_dir / "last.pt", epoch, best)
-
-
-def strip_optimizer(path: Path) -> None:
-    """Final form: model = EMA (fp16), no optimizer/EMA/updates/best_fitness, epoch -1."""
-    ckpt = checkpoint.safe_load(path)
-    if ckpt.get("ema"):
-        ckpt["model"] = ckpt["ema"]
-    for k in ("optimizer", "best_fitness", "ema", "updates"):
-        ckpt[k] = None
-    ckpt["epoch"] = -1
-    checkpoint.save_checkpoint(ckpt, path)
-    LOGGER.info(f"Optimizer stripped from {path}, {path.stat().st_size / 1e6:.1f}MB")
-
-
-def finish(run: Run, res) -> tuple:
-    """Strip last/best, re-validate best.pt with plots, write results.png."""
-    for f in (run.weights_dir / "last.pt", run.weights_dir / "best.pt"):
-        if f.exists():
-            strip_optimizer(f)
-    best = run.weights_dir / "best.pt"
-    if best.exists():
-        LOGGER.info(f"\nValidating {best}...")
-        is_coco = str(run.data.get("val", "")).endswith("coco/val2017.txt")
-        model = model_weights.load_model(best, run.device, fuse=True)
-        res, _, _ = validate.run(run.data, batch_size=run.batch_size // dist.get_world_size() * 2,
-                                 imgsz=run.imgsz, model=model, iou_thres=0.65 if is_coco else 0.60,
-                                 single_cls=run.opt.single_cls, dataloader=run.val_loader, save_dir=run.save_dir,
-                                 save_json=is_coco, verbose=True, plots=not run.opt.noplots,
-                                 callbacks=run.callbacks, compute_loss=run.compute_loss)
-    if (run.save_dir / "results.csv").exists() and not run.opt.noplots:
-        results.plot_results(run.save_dir / "results.csv")
-    run.callbacks.run("on_train_end", run.weights_dir / "last.pt", best)
-    LOGGER.info(f"Results saved to {run.save_dir}")
-    return res
-
-
-def plot_batch(imgs, targets, paths, fname: Path, names: dict) -> None:
-    try:
-        from utils import plots
-    except ImportError:
-        return
-    plots.plot_images(imgs.detach().cpu(), targets.detach().cpu(), paths, fname, names)
-
-
-def plot_labels(run: Run) -> None:
-    try:
-        from utils import plots
-    except ImportError:
-        return
-    labels = [lb for lb in run.dataset.labels if len(lb)]
-    plots.plot_labels(np.concatenate(labels, 0) if labels else np.zeros((0, 5)), run.names, run.save_dir)
-
-
-def class_weights(labels: list, nc: int) -> np.ndarray:
-    """Inverse class frequency, normalised to sum 1 (classes never seen count once)."""
-    classes = np.concatenate([lb[:, 0] for lb in labels if len(lb)] or [np.zeros(0)]).astype(int)
-    counts = np.bincount(classes, minlength=nc).astype(np.float64)
-    counts[counts == 0] = 1
-    w = 1 / counts
-    return w / w.sum()
-
-
-def resample_images(run: Run) -> None:
-    """--image-weights: draw this epoch's images by class weight x (1 - mAP_c)^2 / nc."""
-    if not run.opt.image_weights:
-        return
-    cw = run.class_weights * (1 - run.maps) ** 2 / run.nc
-    per_image = np.stack([np.bincount(lb[:, 0].astype(int), minlength=run.nc) for lb in run.dataset.labels])
-    iw = (per_image * cw).sum(1)
-    n = len(run.dataset.labels)
-    run.dataset.indices = np.array(random.choices(range(n), weights=iw if iw.sum() > 0 else None, k=n))
+    return trainer, evaluation
 
 
 # --------------------------------------------------------------------------------------------- entry points
 
 
-def train(opt: argparse.Namespace, device: torch.device, step_factory=None, callbacks: Callbacks | None = None):
-    """Set up, run the epochs, finish. Returns the final validation results tuple."""
-    run = setup(opt, device, step_factory or detection_step, callbacks or Callbacks())
+def finish(trainer: Trainer, evaluation: Evaluation, res: tuple) -> tuple:
+    """Strip last/best, re-validate best.pt with plots, write results.png."""
+    weights_dir, plots = trainer.weights_dir, trainer.options.plots
+    for f in (weights_dir / "last.pt", weights_dir / "best.pt"):
+        if f.exists():
+            checkpointing.strip_optimizer(f)
+    best = weights_dir / "best.pt"
+    if best.exists():
+        res = evaluation.final(best, trainer.device, plots)
+    if (trainer.save_dir / "results.csv").exists() and plots:
+        results.plot_results(trainer.save_dir / "results.csv")
+    trainer.callbacks.run("on_train_end", weights_dir / "last.pt", best)
+    LOGGER.info(f"Results saved to {trainer.save_dir}")
+    return res
+
+
+def train(opt: argparse.Namespace, device: torch.device, step_factory: StepFactory | None = None,
+          callbacks: Callbacks | None = None) -> tuple:
+    """Set up, run the epochs, finish. Returns the final validation results."""
+    trainer, evaluation = build_run(opt, device, step_factory or detection_step, callbacks or Callbacks())
     t0 = time.time()
-    res = train_epochs(run)
-    if not run.main:
+    res = loop.train_epochs(trainer)
+    if not trainer.main:
         return res
-    LOGGER.info(f"\n{run.epochs - run.start_epoch} epochs completed in {(time.time() - t0) / 3600:.3f} hours.")
-    return finish(run, res)
+    epochs = trainer.options.epochs - trainer.progress.start_epoch
+    LOGGER.info(f"\n{epochs} epochs completed in {(time.time() - t0) / 3600:.3f} hours.")
+    return finish(trainer, evaluation, res)
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -670,18 +365,10 @@ def parse_opt(argv=None) -> argparse.Namespace:
     return get_args_parser().parse_args(argv)
 
 
-def find_last_checkpoint(search_dir: Path | str = ".") -> Path:
-    """The newest ``last*.pt`` under ``runs/`` (else anywhere below ``search_dir``)."""
-    base = Path(search_dir)
-    files = list((base / "runs").rglob("last*.pt")) or list(base.rglob("last*.pt"))
-    if not files:
-        raise FileNotFoundError(f"--resume: no last*.pt checkpoint found under {base.resolve()}")
-    return max(files, key=lambda f: f.stat().st_ctime)
-
-
 def resume_options(opt: argparse.Namespace) -> argparse.Namespace:
     """Original options from <run>/opt.yaml (else the checkpoint), with weights = that last.pt."""
-    last = Path(opt.resume) if isinstance(opt.resume, (str, Path)) and str(opt.resume) else find_last_checkpoint()
+    given = isinstance(opt.resume, (str, Path)) and str(opt.resume)
+    last = Path(opt.resume) if given else checkpointing.find_last_checkpoint()
     if not last.is_file():
         raise FileNotFoundError(f"--resume checkpoint {last} does not exist")
     opt_yaml = last.parent.parent / "opt.yaml"

@@ -69,6 +69,23 @@ def _load_strict(model: Model, state: dict, source: str):
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
 
 
+def intersect_state(source: dict, target: dict, exclude=()) -> dict:
+    """Entries of ``source`` whose key exists in ``target`` with the same shape and contains no excluded text."""
+    return {k: v for k, v in source.items()
+            if k in target and not any(x in k for x in exclude) and v.shape == target[k].shape}
+
+
+def freeze_layers(model: torch.nn.Module, freeze) -> None:
+    """``[10]`` freezes layers 0-9 (the backbone); a longer list names the layers explicitly."""
+    freeze = list(freeze) if isinstance(freeze, (list, tuple)) else [int(freeze)]
+    layers = freeze if len(freeze) > 1 else range(freeze[0])
+    prefixes = [f"model.{x}." for x in layers]
+    for name, p in model.named_parameters():
+        p.requires_grad = not any(x in name for x in prefixes)
+        if not p.requires_grad:
+            LOGGER.info(f"freezing {name}")
+
+
 def upstream_record(module) -> dict:
     """Record from an unpickled upstream YOLOv5 model (an inert stand-in carrying yaml, names, stride, weights)."""
     yaml = getattr(module, "yaml", None)

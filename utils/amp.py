@@ -126,6 +126,28 @@ def _resolve(device_type: str, device: torch.device, amp: bool | None, amp_dtype
     return Precision(device_type, torch.bfloat16, f"--amp; {why}")
 
 
+def check_amp(model: torch.nn.Module, device: torch.device, dtype: torch.dtype = torch.float16) -> bool:
+    """AMP is used only if an autocast forward (``dtype``) matches the fp32 one closely (boxes of a 256 px
+    image). The input comes from a private generator, so the global RNG, hence reproducibility, is untouched."""
+    if device.type not in ("cuda", "cpu"):
+        return False
+    model.eval()
+    try:
+        x = torch.rand(1, 3, 256, 256, device=device, generator=torch.Generator(device).manual_seed(0))
+        with torch.no_grad():
+            a = model(x)[0]
+            with torch.autocast(device_type=device.type, dtype=dtype):
+                b = model(x)[0].float()
+        ok = torch.allclose(a[..., :4], b[..., :4], atol=0.5, rtol=0.05)
+    except Exception as e:  # noqa: BLE001 - any failure means AMP is not safe here
+        LOGGER.warning(f"AMP: checks failed ({e}), disabling Automatic Mixed Precision")
+        ok = False
+    finally:
+        model.train()
+    LOGGER.info("AMP: checks passed" if ok else "AMP: checks failed, training in FP32")
+    return bool(ok)
+
+
 def inference_precision(device: torch.device | str, half: bool) -> Precision:
     """``--half`` for val.py/detect.py: FP16 on CUDA (model converted, as upstream), bf16 autocast on a CPU with
     native bf16 (the model stays FP32, so an EMA passed in is never rounded), else FP32 (logged)."""

@@ -5,11 +5,14 @@ Nothing here reads the environment at import time; call the functions when neede
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 
 import torch
 import torch.distributed as torch_dist
 import torch.nn as nn
+
+LOGGER = logging.getLogger(__name__)
 
 
 def get_rank() -> int:
@@ -126,3 +129,17 @@ def average_gradients(params) -> None:
             p.grad = torch.zeros_like(p)
         torch_dist.all_reduce(p.grad, op=torch_dist.ReduceOp.SUM)
         p.grad.div_(world)
+
+
+def wrap_model(model: nn.Module, modules: nn.Module | None, device: torch.device, sync_bn: bool) -> nn.Module:
+    """DDP for the model (SyncBatchNorm on CUDA if asked); extra trainable ``modules`` outside it (a training
+    step's) are broadcast once from rank 0, and their gradients must be averaged by the caller."""
+    if not is_initialized():
+        return model
+    if sync_bn and device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        LOGGER.info("Using SyncBatchNorm()")
+    if modules is not None:
+        broadcast_module(modules)
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids, output_device=ids[0] if ids else None)
