@@ -39,18 +39,6 @@ if TYPE_CHECKING:  # type hints only
     from utils.loss import ComputeLoss
 
 
-def _level_anchors(detect: nn.Module, strides: list[float]) -> list[torch.Tensor]:
-    """Anchors (na, 2) grid units of the Detect level with each stride; ValueError if a stride has none."""
-    out = []
-    for stride in strides:
-        matches = [i for i, s in enumerate(detect.stride.tolist()) if abs(s - stride) < 1e-3]
-        if not matches:
-            raise ValueError(f"no Detect level with stride {stride:g} (head strides {detect.stride.tolist()}): "
-                             "FGFI/CILF masks need anchors, distil layers at the head's strides")
-        out.append(detect.anchors[matches[0]])
-    return out
-
-
 class DistillStep:
     """Step for ``train.py``'s loop. ``modules`` (adapters, FGD blocks) must be in the optimizer, the
     checkpoint (``checkpoint_key``) and the resume path, and under DDP be broadcast once and have their
@@ -92,7 +80,7 @@ class DistillStep:
         self.needs_adapters = "fgfi" in config.methods or self.cilf_mse or (
             "cilf" in config.methods and not self.output_kl)
         try:
-            self.anchors = _level_anchors(teacher.detect, [imgsz / shape[1] for shape in teacher_shapes])
+            self.anchors = masks.level_anchors(teacher.detect, [imgsz / shape[1] for shape in teacher_shapes])
         except ValueError:
             if self.needs_fgfi_masks:
                 raise

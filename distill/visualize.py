@@ -88,7 +88,6 @@ def main(args: argparse.Namespace) -> Path:
     import numpy as np
 
     from distill.recorder import FeatureRecorder
-    from distill.step import _level_anchors
     from distill.teacher import load_teacher
     from models import weights  # a script entry point: loads checkpoints through the project's reader
     from utils.letterbox import letterbox
@@ -123,7 +122,7 @@ def main(args: argparse.Namespace) -> Path:
     teacher_feats = teacher_recorder.features
     strides = [size / feat.shape[2] for feat in teacher_feats]
     try:
-        anchors = _level_anchors(teacher.detect, strides)
+        anchors = masks.level_anchors(teacher.detect, strides)
     except ValueError:
         anchors = None  # layers at strides without anchors: no FGFI panels
     out = plot_kd_masks(imgs, targets, student_recorder.features, teacher_feats, anchors, args.out,
