@@ -5,6 +5,8 @@ import dataclasses
 from dataclasses import dataclass
 
 METHODS = ("fgfi", "cilf", "fgd")
+DEFAULT_METHODS = ("fgd",)  # train_kd.py's --kd default reads this
+RENAMED = {"warmup_iters": "start_iter"}  # old key -> new key, for kd.yaml / checkpoints written before the rename
 
 # (temperature, alpha, beta, gamma, lambda) from the official FGD configs (spec section 6)
 FGD_PRESETS = {
@@ -27,11 +29,12 @@ class KDConfig:
     methods: any of fgfi, cilf, fgd (they add up). weight: outer lambda for every method, or None for the
     per-method defaults. method_weights: per-method outer lambdas ``(("fgfi", 0.0025), ("fgd", 0.05))`` that
     take precedence over ``weight``. layers: student/teacher layer indices to distil, or None for the inputs of Detect.
-    warmup_iters: KD off for global iterations < N. stop_epoch: KD off from this epoch on (None = never).
+    start_iter: KD off for global iterations < N (flag --kd-warmup-iters; called ``warmup_iters`` before, a name
+    that clashed with the loop's LR warmup: from_dict still reads it). stop_epoch: KD off from this epoch on (None = never).
     anchor_t: YOLOv5's anchor ratio threshold, used by ``fgfi_assign='matched'``.
     """
 
-    methods: tuple[str, ...] = ("fgfi",)
+    methods: tuple[str, ...] = DEFAULT_METHODS
     weight: float | None = None
     method_weights: tuple[tuple[str, float], ...] = ()
     layers: tuple[int, ...] | None = None
@@ -47,7 +50,7 @@ class KDConfig:
     fgd_beta: float | None = None
     fgd_gamma: float | None = None
     fgd_lambda: float | None = None
-    warmup_iters: int = 0
+    start_iter: int = 0
     stop_epoch: int | None = None
 
     def __post_init__(self):
@@ -87,7 +90,7 @@ class KDConfig:
 
     def active(self, epoch: int, iteration: int) -> bool:
         """Whether KD is on at this global epoch / optimiser iteration (warmup and stop schedules)."""
-        if iteration < self.warmup_iters:
+        if iteration < self.start_iter:
             return False
         return self.stop_epoch is None or epoch < self.stop_epoch
 
@@ -102,11 +105,11 @@ class KDConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "KDConfig":
         fields = {f.name for f in dataclasses.fields(cls)}
+        data = {RENAMED.get(key, key): value for key, value in data.items()}
         unknown = set(data) - fields
         if unknown:
             raise ValueError(f"unknown KD options: {sorted(unknown)}")
-        data = dict(data)
-        data["methods"] = tuple(data.get("methods", ("fgfi",)))
+        data["methods"] = tuple(data.get("methods", DEFAULT_METHODS))
         if data.get("layers") is not None:
             data["layers"] = tuple(data["layers"])
         data["method_weights"] = tuple((data.get("method_weights") or {}).items())

@@ -11,9 +11,8 @@ Each is logged *weighted*, i.e. as it enters the total. Outside the KD schedule 
 ``--kd-stop-epoch``, keyed on global iteration/epoch) the teacher is not run and the terms are logged as 0.
 
 Loss-magnitude diagnostic: at the first iteration that runs the teacher and at the end of the loop's warmup
-(``warmup_iters``; the step is not told the loop's warmup length, so by default iteration 100, which is where
-train.py's warmup ends whenever ``warmup_epochs * batches per epoch <= 100``, e.g. BCCD at batch 16), the main
-process logs every weighted KD term next to the detection terms, with a warning when the KD sum is more than
+(``warmup_iters``, the loop's real warmup length from ``StepContext.warmup_iters``; None: first iteration only),
+the main process logs every weighted KD term next to the detection terms, with a warning when the KD sum is more than
 ``MAGNITUDE_WARN`` times the detection sum or less than 1/``MAGNITUDE_WARN`` of it.
 """
 from __future__ import annotations
@@ -31,7 +30,6 @@ from distill.recorder import FeatureRecorder, unwrap
 from distill.teacher import check_compatible, check_output_compatible
 
 LOGGER = logging.getLogger(__name__)
-DIAGNOSTIC_ITER = 100  # train.py's warmup: max(round(warmup_epochs * batches), 100) iterations
 MAGNITUDE_WARN = 10.0  # KD sum / detection sum beyond this (or below its inverse) is flagged
 
 if TYPE_CHECKING:  # type hints only
@@ -54,7 +52,8 @@ class DistillStep:
         plot_path: where to save kd_masks.jpg from the first batch that runs the teacher (main process only;
             the recorded features are reused, no extra forward), or None.
         warmup_iters: the loop's warmup length, where the loss-magnitude diagnostic is logged a second time
-            (default ``DIAGNOSTIC_ITER``); the first time is the first iteration that runs the teacher.
+            (train_kd.py passes ``StepContext.warmup_iters``; None: only the first time, the first iteration that
+            runs the teacher).
     """
 
     checkpoint_key = "distill"
@@ -87,7 +86,7 @@ class DistillStep:
             self.anchors = None  # FGD alone needs no anchors
         main_process = not torch_dist.is_initialized() or torch_dist.get_rank() == 0
         self.plot_path = plot_path if main_process else None
-        self.diagnostic_iter = DIAGNOSTIC_ITER if warmup_iters is None else int(warmup_iters)
+        self.diagnostic_iter = None if warmup_iters is None else int(warmup_iters)
         self._diagnose_first = main_process  # log at the first KD iteration, then at diagnostic_iter
         self._diagnose_at = self.diagnostic_iter if main_process else None
         student_channels = [shape[0] for shape in student_shapes]
@@ -145,7 +144,7 @@ class DistillStep:
     def _diagnose(self, terms: dict[str, torch.Tensor], epoch: int, iteration: int) -> None:
         """Log the weighted per-image KD terms beside the detection terms (main process; see the module doc)."""
         first, self._diagnose_first = self._diagnose_first, False
-        if iteration >= self.diagnostic_iter:
+        if self.diagnostic_iter is None or iteration >= self.diagnostic_iter:
             self._diagnose_at = None
         values = {name: float(value.detach()) for name, value in terms.items()}
         det = {k: v for k, v in values.items() if not k.startswith("distill/")}

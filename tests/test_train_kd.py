@@ -137,3 +137,13 @@ def test_kd_weight_flag_common_and_per_method():
             train_kd.parse_opt(["--teacher", "t.pt", "--kd-weight", *bad])
     with pytest.raises(ValueError, match="at most one"):
         config("0.1", "0.2")
+
+
+def test_cli_defaults_are_the_config_defaults():
+    """One place for every KD default: KDConfig; the flags read theirs from it."""
+    from distill.config import KDConfig
+
+    opt = train_kd.parse_opt(["--teacher", "t.pt"])
+    config, default = train_kd.build_config(opt), KDConfig()
+    assert opt.kd == list(default.methods) == ["fgd"]
+    assert config == default and opt.kd_warmup_iters == default.start_iter

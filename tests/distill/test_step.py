@@ -175,7 +175,7 @@ def test_cilf_output_kl_alone_skips_the_adapters_and_keeps_their_layout(teacher_
 
 
 def test_schedule_skips_teacher_and_zeroes_kd_terms(teacher_file, hyp, tmp_path):
-    student, teacher, step = _build(teacher_file, hyp, warmup_iters=5, stop_epoch=2)
+    student, teacher, step = _build(teacher_file, hyp, start_iter=5, stop_epoch=2)
     step.plot_path = tmp_path / "kd_masks.jpg"  # written at the first batch that runs the teacher
     calls = []
     teacher.model[0].register_forward_hook(lambda *a: calls.append(1))
