@@ -25,7 +25,6 @@ from distill import teacher as kd_teacher
 from distill.config import DEFAULT_WEIGHTS, FGD_PRESETS, METHODS, KDConfig
 from distill.step import DistillStep
 from engine.step import StepContext
-from models import weights as model_weights
 from utils import amp, dist
 
 LOGGER = logging.getLogger("train_kd")
@@ -116,14 +115,13 @@ def build_step(ctx: StepContext) -> DistillStep:
     if not opt.teacher:
         raise ValueError("train_kd.py needs --teacher PATH (our or an upstream YOLOv5 .pt)")
     config = build_config(opt, anchor_t=float(ctx.hyp.get("anchor_t", 4.0)))
-    teacher_path = Path(opt.teacher).resolve()
-    teacher_dtype = amp.resolve_teacher(ctx.device, getattr(opt, "teacher_dtype", None))  # old opt.yaml: absent
-    teacher = kd_teacher.load_teacher(teacher_path, model_weights.load_model, ctx.device, dtype=teacher_dtype)
-    sha256 = kd_teacher.file_sha256(teacher_path)
+    teacher_dtype = kd_teacher.resolve_dtype(ctx.device, getattr(opt, "teacher_dtype", None))  # old opt.yaml: absent
+    teacher = kd_teacher.load_teacher(opt.teacher, ctx.device, dtype=teacher_dtype)
     plot_path = None if opt.noplots else Path(ctx.save_dir) / "kd_masks.jpg"
-    step = DistillStep(ctx.model, teacher, ctx.compute_loss, config, ctx.imgsz, str(teacher_path), sha256,
-                       plot_path, warmup_iters=ctx.warmup_iters)
+    step = DistillStep(ctx.model, teacher, ctx.compute_loss, config, ctx.imgsz, plot_path,
+                       warmup_iters=ctx.warmup_iters)
     if dist.is_main_process():
+        teacher_path, sha256 = Path(teacher.path), teacher.sha256
         record = {"teacher": str(teacher_path), "teacher_sha256": sha256,
                   "teacher_dtype": amp.NAMES[teacher_dtype] if teacher_dtype is not None else "training",
                   "weights": {m: config.method_weight(m) for m in config.methods}, **config.to_dict()}

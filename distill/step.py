@@ -27,7 +27,7 @@ from torch import nn
 from distill import adapters, losses, masks
 from distill.config import KDConfig
 from distill.recorder import FeatureRecorder, unwrap
-from distill.teacher import check_compatible, check_output_compatible
+from distill.teacher import Teacher, check_compatible, check_output_compatible
 
 LOGGER = logging.getLogger(__name__)
 MAGNITUDE_WARN = 10.0  # KD sum / detection sum beyond this (or below its inverse) is flagged
@@ -44,11 +44,11 @@ class DistillStep:
 
     Args:
         student: the bare student (before DDP wrapping); hooks go on it.
-        teacher: a frozen teacher (distill.teacher.load_teacher) on the same device.
+        teacher: a ``distill.teacher.Teacher`` (load_teacher) on the same device; a bare model is wrapped in one
+            (FP32 weights, the caller's autocast). Its path and sha256 are recorded in ``state_dict()``.
         compute_loss: ``utils.loss.ComputeLoss`` of the student.
         config: resolved KD options.
         imgsz: training image size, for the dummy forward that sizes adapters and checks strides.
-        teacher_path, teacher_sha256: recorded in ``state_dict()``.
         plot_path: where to save kd_masks.jpg from the first batch that runs the teacher (main process only;
             the recorded features are reused, no extra forward), or None.
         warmup_iters: the loop's warmup length, where the loss-magnitude diagnostic is logged a second time
@@ -58,14 +58,14 @@ class DistillStep:
 
     checkpoint_key = "distill"
 
-    def __init__(self, student: "Model", teacher: "Model", compute_loss: "ComputeLoss", config: KDConfig,
-                 imgsz: int, teacher_path: str | None = None, teacher_sha256: str | None = None,
-                 plot_path: str | None = None, warmup_iters: int | None = None):
+    def __init__(self, student: "Model", teacher: Teacher | nn.Module, compute_loss: "ComputeLoss",
+                 config: KDConfig, imgsz: int, plot_path: str | None = None, warmup_iters: int | None = None):
         student = unwrap(student)
+        teacher = teacher if isinstance(teacher, Teacher) else Teacher(teacher)
         self.teacher, self.compute_loss, self.config = teacher, compute_loss, config
-        self.teacher_path, self.teacher_sha256 = teacher_path, teacher_sha256
+        self.teacher_path, self.teacher_sha256 = teacher.path, teacher.sha256
         self.student_recorder = FeatureRecorder(student, layers=config.layers)
-        self.teacher_recorder = FeatureRecorder(teacher, layers=config.layers, detach=True)
+        self.teacher_recorder = FeatureRecorder(teacher.module, layers=config.layers, detach=True)
         student_shapes = adapters.probe_features(student, self.student_recorder, imgsz)
         teacher_shapes = adapters.probe_features(teacher, self.teacher_recorder, imgsz)
         check_compatible(student_shapes, teacher_shapes, imgsz)

@@ -98,10 +98,10 @@ def main(args: argparse.Namespace) -> Path:
         raise FileNotFoundError(f"cannot read image {args.source}")
     boxed, ratio, (pad_w, pad_h) = letterbox(image, args.imgsz, auto=False)
     imgs = torch.from_numpy(np.ascontiguousarray(boxed[:, :, ::-1].transpose(2, 0, 1))).float()[None] / 255
-    teacher = load_teacher(args.teacher, weights.load_model)
+    teacher = load_teacher(args.teacher)
     student = weights.load_model(args.student, fuse=False).eval()
     student_recorder = FeatureRecorder(student, layers=args.kd_layers)
-    teacher_recorder = FeatureRecorder(teacher, layers=args.kd_layers, detach=True)
+    teacher_recorder = FeatureRecorder(teacher.module, layers=args.kd_layers, detach=True)
     with torch.no_grad(), student_recorder, teacher_recorder:
         student(imgs)
         teacher_pred = teacher(imgs)[0]
