@@ -24,10 +24,11 @@ import torch
 import torch.distributed as torch_dist
 from torch import nn
 
-from distill import adapters, losses, masks
+from distill import adapters, masks
 from distill.config import KDConfig
 from distill.recorder import FeatureRecorder, unwrap
-from distill.teacher import Teacher, check_compatible, check_output_compatible
+from distill.methods import METHODS, Setup, Shared
+from distill.teacher import Teacher, check_compatible
 
 LOGGER = logging.getLogger(__name__)
 MAGNITUDE_WARN = 10.0  # KD sum / detection sum beyond this (or below its inverse) is flagged
@@ -69,19 +70,11 @@ class DistillStep:
         student_shapes = adapters.probe_features(student, self.student_recorder, imgsz)
         teacher_shapes = adapters.probe_features(teacher, self.teacher_recorder, imgsz)
         check_compatible(student_shapes, teacher_shapes, imgsz)
-        self.output_kl = "cilf" in config.methods and config.cilf_kl == "outputs"
-        if self.output_kl:
-            check_output_compatible(student.detect, teacher.detect)
-        self.needs_fgfi_masks = "fgfi" in config.methods or "cilf" in config.methods
-        # CILF on the outputs with alpha 1 (its default) uses no adapted feature: skip the adapters' convolutions
-        # (about 0.15 s of a 0.8 s CPU step). They stay built, so checkpoints keep one layout whatever alpha is.
-        self.cilf_mse = "cilf" in config.methods and config.cilf_alpha < 1
-        self.needs_adapters = "fgfi" in config.methods or self.cilf_mse or (
-            "cilf" in config.methods and not self.output_kl)
+        classes = [cls for name, cls in METHODS.items() if name in config.methods]  # registry order = term order
         try:
             self.anchors = masks.level_anchors(teacher.detect, [imgsz / shape[1] for shape in teacher_shapes])
         except ValueError:
-            if self.needs_fgfi_masks:
+            if any(cls.needs_anchors for cls in classes):
                 raise
             self.anchors = None  # FGD alone needs no anchors
         main_process = not torch_dist.is_initialized() or torch_dist.get_rank() == 0
@@ -89,29 +82,17 @@ class DistillStep:
         self.diagnostic_iter = None if warmup_iters is None else int(warmup_iters)
         self._diagnose_first = main_process  # log at the first KD iteration, then at diagnostic_iter
         self._diagnose_at = self.diagnostic_iter if main_process else None
-        student_channels = [shape[0] for shape in student_shapes]
-        teacher_channels = [shape[0] for shape in teacher_shapes]
+        setup = Setup([shape[0] for shape in student_shapes], [shape[0] for shape in teacher_shapes],
+                      student.detect, teacher.detect)
         self.modules = nn.ModuleDict()
-        if self.needs_fgfi_masks:
-            self.modules["adapters"] = adapters.build_adapters(student_channels, teacher_channels)
-        if "fgd" in config.methods:
-            self.modules["fgd"] = nn.ModuleList(
-                losses.FGDLoss(c_s, c_t, config.fgd_temperature, config.fgd_alpha, config.fgd_beta,
-                               config.fgd_gamma, config.fgd_lambda)
-                for c_s, c_t in zip(student_channels, teacher_channels))
-        device = next(student.parameters()).device
-        self.modules.to(device)
-        self.term_names = self._term_names()
-
-    def _term_names(self) -> list[str]:
-        names = []
-        if "fgfi" in self.config.methods:
-            names.append("distill/fgfi")
-        if "cilf" in self.config.methods:
-            names += ["distill/kl", "distill/mse"]
-        if "fgd" in self.config.methods:
-            names += ["distill/fgd_fg", "distill/fgd_bg", "distill/fgd_at", "distill/fgd_glb"]
-        return names
+        if any(cls.uses_adapters for cls in classes):  # built first: the torch RNG order of the checkpoints
+            self.modules["adapters"] = adapters.build_adapters(setup.student_channels, setup.teacher_channels)
+        self.methods = [cls(config, setup) for cls in classes]
+        for method in self.methods:
+            if method.modules is not None:
+                self.modules[method.name] = method.modules
+        self.modules.to(next(student.parameters()).device)
+        self.term_names = tuple(name for method in self.methods for name in method.term_names)
 
     def __call__(self, model: nn.Module, imgs: torch.Tensor, targets: torch.Tensor, *, epoch: int,
                  iteration: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -171,41 +152,13 @@ class DistillStep:
                  student_feats: list[torch.Tensor], teacher_feats: list[torch.Tensor], targets: torch.Tensor
                  ) -> dict[str, torch.Tensor]:
         """Weighted per-image KD terms. Outputs: (B, na, H, W, no) per head level; feats (B, C, H, W) per level."""
-        config, out = self.config, {}
-        batch_size = student_feats[0].shape[0]
         teacher_feats = [feat.float() for feat in teacher_feats]
         targets = targets.to(teacher_feats[0].device)
-        if self.needs_fgfi_masks:
-            shapes = [tuple(feat.shape[2:]) for feat in teacher_feats]
-            fgfi_masks = [masks.fgfi_masks(targets, anchors[None], [shape], batch_size, config.fgfi_psi,
-                                           config.fgfi_assign, config.anchor_t)[0]
-                          for anchors, shape in zip(self.anchors, shapes)]
-        if self.needs_adapters:
-            adapted = adapters.adapt(self.modules["adapters"], student_feats)
-        if "fgfi" in config.methods:
-            out["distill/fgfi"] = config.method_weight("fgfi") * losses.fgfi_loss(adapted, teacher_feats, fgfi_masks)
-        if "cilf" in config.methods:
-            weight, alpha = config.method_weight("cilf"), config.cilf_alpha
-            if self.output_kl and config.layers is None:  # the distilled levels are the head's levels
-                kl = losses.output_kl_loss(student_outputs, teacher_outputs, fgfi_masks, config.cilf_temperature)
-            elif self.output_kl:
-                head = self.teacher.detect
-                head_masks = masks.fgfi_masks(targets, head.anchors, [tuple(o.shape[2:4]) for o in teacher_outputs],
-                                              batch_size, config.fgfi_psi, config.fgfi_assign, config.anchor_t)
-                kl = losses.output_kl_loss(student_outputs, teacher_outputs, head_masks, config.cilf_temperature)
-            else:
-                kl = losses.feature_kl_loss(adapted, teacher_feats, fgfi_masks, config.cilf_temperature)
-            out["distill/kl"] = weight * alpha * kl
-            out["distill/mse"] = (weight * (1 - alpha) * sum(losses.masked_mse(s, t, m) for s, t, m in
-                                                             zip(adapted, teacher_feats, fgfi_masks))
-                                  if self.cilf_mse else torch.zeros((), device=kl.device))
-        if "fgd" in config.methods:
-            weight, sums = config.method_weight("fgd"), {}
-            for module, student, teacher in zip(self.modules["fgd"], student_feats, teacher_feats):
-                fg_mask, bg_mask = masks.fgd_masks(targets, tuple(teacher.shape[2:]), batch_size)
-                for key, value in module(student, teacher, fg_mask, bg_mask).items():
-                    sums[key] = sums.get(key, 0.0) + value
-            out.update({f"distill/fgd_{key}": weight * value for key, value in sums.items()})
+        shared = Shared(self.config, self.modules["adapters"] if "adapters" in self.modules else None, self.anchors,
+                        student_feats, teacher_feats, targets)
+        out = {}
+        for method in self.methods:
+            out.update(method.terms(student_feats, teacher_feats, (student_outputs, teacher_outputs), targets, shared))
         return out
 
     def state_dict(self) -> dict:

@@ -70,3 +70,13 @@ def test_old_warmup_iters_key_still_loads_and_one_methods_default():
     data["warmup_iters"] = data.pop("start_iter")
     assert KDConfig.from_dict(data).start_iter == 7
     assert KDConfig().methods == ("fgd",)  # the one default, also train_kd.py's --kd default
+
+
+def test_registry_names_the_config_methods_in_term_order():
+    from distill.config import METHODS as NAMES
+    from distill.methods import METHODS, Method
+
+    assert tuple(METHODS) == NAMES and all(issubclass(cls, Method) and cls.name == n for n, cls in METHODS.items())
+    assert [t for cls in METHODS.values() for t in cls.term_names] == [
+        "distill/fgfi", "distill/kl", "distill/mse", "distill/fgd_fg", "distill/fgd_bg", "distill/fgd_at",
+        "distill/fgd_glb"]

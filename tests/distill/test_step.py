@@ -102,6 +102,10 @@ def test_adapters_and_fgd_modules_trained_and_survive_save_and_resume(teacher_fi
     resumed.load_state_dict(checkpoint.safe_load(path)["distill"])
     assert all(torch.equal(value, resumed.modules.state_dict()[name]) for name, value in after.items())
     assert checkpoint.safe_load(path)["distill"]["teacher"]["sha256"] == kd_teacher.file_sha256(teacher_file)
+    old = checkpoint.safe_load(path)["distill"]  # a checkpoint from before the split: same module keys, old key
+    old["config"]["warmup_iters"] = old["config"].pop("start_iter")
+    assert {k.split(".")[0] for k in old["modules"]} == {"adapters", "fgd"}
+    resumed.load_state_dict(old)
     _, _, other = _build(teacher_file, hyp, methods=("fgfi",))
     with pytest.raises(ValueError, match="methods"):
         other.load_state_dict(step.state_dict())
@@ -231,3 +235,10 @@ def test_kd_terms_computed_in_float32_under_autocast(teacher_file, hyp):
     total.backward()
     assert all(terms[name].dtype == torch.float32 and torch.isfinite(terms[name]) for name in step.term_names)
     assert step.modules["adapters"][0].weight.grad.abs().sum() > 0
+
+
+def test_methods_run_in_registry_order_whatever_the_flag_order(teacher_file, hyp):
+    """results.csv columns do not depend on the order of --kd; fgfi + cilf share one adapter set."""
+    _, _, step = _build(teacher_file, hyp, methods=("fgd", "cilf", "fgfi"))
+    assert [m.name for m in step.methods] == ["fgfi", "cilf", "fgd"] and list(step.modules) == ["adapters", "fgd"]
+    assert step.term_names[0] == "distill/fgfi" and step.term_names[-1] == "distill/fgd_glb"
