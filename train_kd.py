@@ -22,7 +22,7 @@ import yaml
 
 import train
 from distill import teacher as kd_teacher
-from distill.config import DEFAULT_WEIGHTS, FGD_PRESETS, METHODS, KDConfig
+from distill.config import DEFAULT_WEIGHTS, METHODS, KDConfig, option_fields
 from distill.step import DistillStep
 from engine.step import StepContext
 from utils import amp, dist
@@ -46,21 +46,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                          + " (tuned on BCCD; FGD's multiplies its preset)")
     kd.add_argument("--kd-layers", type=int, nargs="+", default=None,
                     help="layer indices to distil (default: the inputs of Detect, e.g. 17 20 23)")
-    kd.add_argument("--fgfi-psi", type=float, default=KDConfig.fgfi_psi, help="FGFI mask threshold factor psi")
-    kd.add_argument("--fgfi-assign", choices=("all", "matched"), default=KDConfig.fgfi_assign,
-                    help="FGFI GTs per level: all, or only those YOLOv5's assigner matches to the level")
-    kd.add_argument("--cilf-alpha", type=float, default=KDConfig.cilf_alpha,
-                    help="CILF: alpha * KL + (1 - alpha) * MSE (default 1: KL only; 0.5 is the paper's mix)")
-    kd.add_argument("--cilf-temperature", type=float, default=KDConfig.cilf_temperature, help="CILF KL temperature")
-    kd.add_argument("--cilf-kl", choices=("outputs", "features"), default=KDConfig.cilf_kl,
-                    help="CILF KL on raw Detect outputs (Bernoulli) or on channel-softmax features")
-    kd.add_argument("--fgd-preset", choices=tuple(FGD_PRESETS), default=KDConfig.fgd_preset,
-                    help="FGD temperature/alpha/beta/gamma/lambda preset; the flags below override it")
-    kd.add_argument("--fgd-temperature", type=float, default=None, help="FGD attention temperature")
-    kd.add_argument("--fgd-alpha", type=float, default=None, help="FGD foreground weight")
-    kd.add_argument("--fgd-beta", type=float, default=None, help="FGD background weight")
-    kd.add_argument("--fgd-gamma", type=float, default=None, help="FGD attention weight")
-    kd.add_argument("--fgd-lambda", type=float, default=None, help="FGD global (GcBlock) weight")
+    for method in METHODS:  # --<method>-<option>, defaults and help from the method's options dataclass
+        for flat, field in option_fields(method):
+            meta = field.metadata
+            kd.add_argument("--" + flat.replace("_", "-"), type=meta.get("type", type(field.default)),
+                            default=field.default, choices=meta.get("choices"), help=meta.get("help"))
     kd.add_argument("--kd-warmup-iters", type=int, default=KDConfig.start_iter,
                     help="no KD before this global iteration (KDConfig.start_iter; not the LR warmup)")
     kd.add_argument("--kd-stop-epoch", type=int, default=KDConfig.stop_epoch, help="no KD from this epoch on")
@@ -97,13 +87,9 @@ def build_config(opt: argparse.Namespace, anchor_t: float = 4.0) -> KDConfig:
         raise ValueError(f"--kd-weight: give at most one common weight, got {common}")
     weight = common[0] if common else None
     per_method = tuple((m, w) for m, w in pairs if m is not None)
-    return KDConfig(
-        methods=tuple(opt.kd), weight=weight, method_weights=per_method, layers=opt.kd_layers, fgfi_psi=opt.fgfi_psi,
-        fgfi_assign=opt.fgfi_assign, anchor_t=anchor_t, cilf_alpha=opt.cilf_alpha,
-        cilf_temperature=opt.cilf_temperature, cilf_kl=opt.cilf_kl, fgd_preset=opt.fgd_preset,
-        fgd_temperature=opt.fgd_temperature, fgd_alpha=opt.fgd_alpha, fgd_beta=opt.fgd_beta,
-        fgd_gamma=opt.fgd_gamma, fgd_lambda=opt.fgd_lambda, start_iter=opt.kd_warmup_iters,
-        stop_epoch=opt.kd_stop_epoch)
+    options = {flat: getattr(opt, flat, field.default) for method in METHODS for flat, field in option_fields(method)}
+    return KDConfig(methods=tuple(opt.kd), weight=weight, method_weights=per_method, layers=opt.kd_layers,
+                    anchor_t=anchor_t, start_iter=opt.kd_warmup_iters, stop_epoch=opt.kd_stop_epoch, **options)
 
 
 def build_step(ctx: StepContext) -> DistillStep:

@@ -147,3 +147,11 @@ def test_cli_defaults_are_the_config_defaults():
     config, default = train_kd.build_config(opt), KDConfig()
     assert opt.kd == list(default.methods) == ["fgd"]
     assert config == default and opt.kd_warmup_iters == default.start_iter
+    from distill.config import option_fields
+    from distill.methods import METHODS
+
+    for method, cls in METHODS.items():  # every option of every method has its flag, defaulting to the dataclass
+        options = cls.Options()
+        for flat, field in option_fields(method):
+            assert getattr(opt, flat) == field.default and getattr(config, flat) == getattr(options, field.name)
+    assert train_kd.parse_opt(["--teacher", "t.pt", "--fgd-lambda", "1e-4"]).fgd_lambda == 1e-4

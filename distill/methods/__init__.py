@@ -1,5 +1,5 @@
-"""Distillation methods by name. Adding one: a module with a ``Method`` subclass, its tests, one line here
-(and its name in ``distill.config.METHODS``; the order here is the order of the results.csv columns)."""
+"""Distillation methods by name. Adding one: a module with a ``Method`` subclass and its options dataclass, its
+tests, and one line here (KDConfig fields and train_kd.py flags follow; this order is the results.csv order)."""
 from distill.methods.base import Method, Setup, Shared
 from distill.methods.cilf import CILF
 from distill.methods.fgd import FGD

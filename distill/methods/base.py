@@ -62,12 +62,15 @@ class Method:
     """Base class: subclasses set the class attributes and implement ``terms``."""
 
     name: ClassVar[str]
+    Options: ClassVar[type]  # frozen dataclass: the method's options and their defaults (flags --NAME-FIELD)
+    default_weight: ClassVar[float]  # outer weight when --kd-weight does not give one
     term_names: ClassVar[tuple[str, ...]]
     uses_adapters: ClassVar[bool] = False
     needs_anchors: ClassVar[bool] = False
 
     def __init__(self, config: "KDConfig", setup: Setup):
         self.config, self.weight = config, config.method_weight(self.name)
+        self.options = config.options(self.name)
         self.modules: nn.Module | None = None
 
     def terms(self, student_feats: list[torch.Tensor], teacher_feats: list[torch.Tensor],
