@@ -5,8 +5,10 @@ One call = one student forward with the feature recorder active, one teacher for
 the caller's autocast, the detection terms of ``ComputeLoss.components``, and the KD terms, all per image,
 summed and multiplied by the batch size once: ``total = (lbox + lobj + lcls + lkd) * bs``.
 
-Terms (logged as their own columns): ``distill/fgfi``; ``distill/kl`` and ``distill/mse`` (CILF);
-``distill/fgd_fg``, ``distill/fgd_bg``, ``distill/fgd_at``, ``distill/fgd_glb`` (FGD, summed over levels).
+The KD terms come from the chosen ``distill.methods`` (each its own ``term_names``), run in registry order
+whatever the order of ``--kd``; the step owns what they share (recorders, teacher forward, schedule, the shared
+FGFI/CILF adapters and masks, diagnostic, plot, state). Terms (their own columns): ``distill/fgfi``;
+``distill/kl``, ``distill/mse`` (CILF); ``distill/fgd_fg/_bg/_at/_glb`` (FGD, summed over levels).
 Each is logged *weighted*, i.e. as it enters the total. Outside the KD schedule (``--kd-warmup-iters``,
 ``--kd-stop-epoch``, keyed on global iteration/epoch) the teacher is not run and the terms are logged as 0.
 
