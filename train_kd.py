@@ -4,7 +4,8 @@
         --teacher ../shared/weights/bccd-yolov5s-320.pt --kd fgd
     torchrun --nproc_per_node 2 train_kd.py ... --kd fgfi cilf
 
-Every option of train.py applies; this file only adds the KD flags and hands train.py's loop a
+The default method is FGD (``--kd fgd``), read from ``distill.config.KDConfig.methods`` like every other KD
+flag default. Every option of train.py applies; this file only adds the KD flags and hands train.py's loop a
 ``distill.step.DistillStep`` through its step seam (docs/design.md). It has no loop of its own. The teacher is
 loaded strictly on every rank, frozen, never wrapped in DDP, never in the optimizer, the EMA or a checkpoint;
 its path and sha256 go to ``<run>/kd.yaml`` with the resolved KD options, and into the checkpoint's
@@ -21,10 +22,9 @@ import yaml
 
 import train
 from distill import teacher as kd_teacher
-from distill.config import DEFAULT_WEIGHTS, FGD_PRESETS, METHODS, KDConfig
+from distill.config import DEFAULT_WEIGHTS, METHODS, KDConfig, option_fields
 from distill.step import DistillStep
 from engine.step import StepContext
-from models import weights as model_weights
 from utils import amp, dist
 
 LOGGER = logging.getLogger("train_kd")
@@ -38,30 +38,22 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     kd.add_argument("--teacher-dtype", choices=("fp32", "bf16"), default=None,
                     help="teacher forward precision, independent of --amp (default: the training precision); "
                          "bf16 needs native support, else FP32; outputs and features reach the KD losses in FP32")
-    kd.add_argument("--kd", nargs="+", choices=METHODS, default=["fgd"], help="KD method(s); several add up")
+    kd.add_argument("--kd", nargs="+", choices=METHODS, default=list(KDConfig.methods),
+                    help="KD method(s); several add up (default: " + " ".join(KDConfig.methods) + ")")
     kd.add_argument("--kd-weight", nargs="+", type=kd_weight_arg, default=None, metavar="W|METHOD=W",
                     help="outer KD weight: one number for every method, or per method (fgfi=0.0025 fgd=0.05); "
                          "default: " + ", ".join(f"{m} {w:g}" for m, w in DEFAULT_WEIGHTS.items())
                          + " (tuned on BCCD; FGD's multiplies its preset)")
     kd.add_argument("--kd-layers", type=int, nargs="+", default=None,
                     help="layer indices to distil (default: the inputs of Detect, e.g. 17 20 23)")
-    kd.add_argument("--fgfi-psi", type=float, default=KDConfig.fgfi_psi, help="FGFI mask threshold factor psi")
-    kd.add_argument("--fgfi-assign", choices=("all", "matched"), default="all",
-                    help="FGFI GTs per level: all, or only those YOLOv5's assigner matches to the level")
-    kd.add_argument("--cilf-alpha", type=float, default=KDConfig.cilf_alpha,
-                    help="CILF: alpha * KL + (1 - alpha) * MSE (default 1: KL only; 0.5 is the paper's mix)")
-    kd.add_argument("--cilf-temperature", type=float, default=KDConfig.cilf_temperature, help="CILF KL temperature")
-    kd.add_argument("--cilf-kl", choices=("outputs", "features"), default="outputs",
-                    help="CILF KL on raw Detect outputs (Bernoulli) or on channel-softmax features")
-    kd.add_argument("--fgd-preset", choices=tuple(FGD_PRESETS), default="official",
-                    help="FGD temperature/alpha/beta/gamma/lambda preset; the flags below override it")
-    kd.add_argument("--fgd-temperature", type=float, default=None, help="FGD attention temperature")
-    kd.add_argument("--fgd-alpha", type=float, default=None, help="FGD foreground weight")
-    kd.add_argument("--fgd-beta", type=float, default=None, help="FGD background weight")
-    kd.add_argument("--fgd-gamma", type=float, default=None, help="FGD attention weight")
-    kd.add_argument("--fgd-lambda", type=float, default=None, help="FGD global (GcBlock) weight")
-    kd.add_argument("--kd-warmup-iters", type=int, default=0, help="no KD before this global iteration")
-    kd.add_argument("--kd-stop-epoch", type=int, default=None, help="no KD from this epoch on")
+    for method in METHODS:  # --<method>-<option>, defaults and help from the method's options dataclass
+        for flat, field in option_fields(method):
+            meta = field.metadata
+            kd.add_argument("--" + flat.replace("_", "-"), type=meta.get("type", type(field.default)),
+                            default=field.default, choices=meta.get("choices"), help=meta.get("help"))
+    kd.add_argument("--kd-warmup-iters", type=int, default=KDConfig.start_iter,
+                    help="no KD before this global iteration (KDConfig.start_iter; not the LR warmup)")
+    kd.add_argument("--kd-stop-epoch", type=int, default=KDConfig.stop_epoch, help="no KD from this epoch on")
     return parser
 
 
@@ -95,13 +87,9 @@ def build_config(opt: argparse.Namespace, anchor_t: float = 4.0) -> KDConfig:
         raise ValueError(f"--kd-weight: give at most one common weight, got {common}")
     weight = common[0] if common else None
     per_method = tuple((m, w) for m, w in pairs if m is not None)
-    return KDConfig(
-        methods=tuple(opt.kd), weight=weight, method_weights=per_method, layers=opt.kd_layers, fgfi_psi=opt.fgfi_psi,
-        fgfi_assign=opt.fgfi_assign, anchor_t=anchor_t, cilf_alpha=opt.cilf_alpha,
-        cilf_temperature=opt.cilf_temperature, cilf_kl=opt.cilf_kl, fgd_preset=opt.fgd_preset,
-        fgd_temperature=opt.fgd_temperature, fgd_alpha=opt.fgd_alpha, fgd_beta=opt.fgd_beta,
-        fgd_gamma=opt.fgd_gamma, fgd_lambda=opt.fgd_lambda, warmup_iters=opt.kd_warmup_iters,
-        stop_epoch=opt.kd_stop_epoch)
+    options = {flat: getattr(opt, flat, field.default) for method in METHODS for flat, field in option_fields(method)}
+    return KDConfig(methods=tuple(opt.kd), weight=weight, method_weights=per_method, layers=opt.kd_layers,
+                    anchor_t=anchor_t, start_iter=opt.kd_warmup_iters, stop_epoch=opt.kd_stop_epoch, **options)
 
 
 def build_step(ctx: StepContext) -> DistillStep:
@@ -113,14 +101,13 @@ def build_step(ctx: StepContext) -> DistillStep:
     if not opt.teacher:
         raise ValueError("train_kd.py needs --teacher PATH (our or an upstream YOLOv5 .pt)")
     config = build_config(opt, anchor_t=float(ctx.hyp.get("anchor_t", 4.0)))
-    teacher_path = Path(opt.teacher).resolve()
-    teacher_dtype = amp.resolve_teacher(ctx.device, getattr(opt, "teacher_dtype", None))  # old opt.yaml: absent
-    teacher = kd_teacher.load_teacher(teacher_path, model_weights.load_model, ctx.device, dtype=teacher_dtype)
-    sha256 = kd_teacher.file_sha256(teacher_path)
+    teacher_dtype = kd_teacher.resolve_dtype(ctx.device, getattr(opt, "teacher_dtype", None))  # old opt.yaml: absent
+    teacher = kd_teacher.load_teacher(opt.teacher, ctx.device, dtype=teacher_dtype)
     plot_path = None if opt.noplots else Path(ctx.save_dir) / "kd_masks.jpg"
-    step = DistillStep(ctx.model, teacher, ctx.compute_loss, config, ctx.imgsz, str(teacher_path), sha256,
-                       plot_path, warmup_iters=ctx.warmup_iters)
+    step = DistillStep(ctx.model, teacher, ctx.compute_loss, config, ctx.imgsz, plot_path,
+                       warmup_iters=ctx.warmup_iters)
     if dist.is_main_process():
+        teacher_path, sha256 = Path(teacher.path), teacher.sha256
         record = {"teacher": str(teacher_path), "teacher_sha256": sha256,
                   "teacher_dtype": amp.NAMES[teacher_dtype] if teacher_dtype is not None else "training",
                   "weights": {m: config.method_weight(m) for m in config.methods}, **config.to_dict()}

@@ -53,7 +53,7 @@ def run_case(args) -> dict:
     cfg = "yolov5s.yaml" if case in ("train-yolov5s", "teacher") else "yolov5n.yaml"
     model = Model(cfg, nc=args.nc)
     if case == "teacher":
-        model = kd_teacher.set_precision(kd_teacher.freeze_teacher(model), dtype)
+        model = kd_teacher.Teacher(model, dtype)
 
         def one_step():
             with torch.no_grad():
@@ -63,7 +63,7 @@ def run_case(args) -> dict:
         compute_loss = ComputeLoss(model.detect, hyp, nc=args.nc, imgsz=args.imgsz)
         params = list(model.parameters())
         if case.startswith("kd-"):
-            teacher = kd_teacher.set_precision(kd_teacher.freeze_teacher(Model("yolov5s.yaml", nc=args.nc)), dtype)
+            teacher = kd_teacher.Teacher(Model("yolov5s.yaml", nc=args.nc), dtype)
             step = DistillStep(model, teacher, compute_loss, KDConfig(methods=(case[3:],)), args.imgsz)
             params += list(step.modules.parameters())
         else:

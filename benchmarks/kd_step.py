@@ -28,15 +28,14 @@ CASES = ("teacher", "student", "fgfi", "cilf", "fgd", "fgfi+cilf+fgd")
 
 
 def _models(args, device):
-    from distill.teacher import freeze_teacher, load_teacher
-    from models import weights
+    from distill.teacher import Teacher, load_teacher
     from models.yolo import Model
 
     torch.manual_seed(0)
     if args.teacher:
-        teacher = load_teacher(args.teacher, weights.load_model, device)
+        teacher = load_teacher(args.teacher, device)
     else:
-        teacher = freeze_teacher(Model(args.teacher_cfg, nc=args.nc).to(device))
+        teacher = Teacher(Model(args.teacher_cfg, nc=args.nc).to(device))
     student = Model(args.student_cfg, nc=teacher.nc).to(device).train()
     return student, teacher
 

@@ -1,54 +1,34 @@
-"""KDConfig: every distillation option in one frozen dataclass (the only place KD defaults live)."""
+"""KDConfig: every distillation option in one frozen dataclass, built from the methods' options dataclasses.
+
+Each method's defaults live in one place, its options dataclass (distill/methods/<name>.py); KDConfig has one
+flat field ``<method>_<option>`` per option (``fgd_lambda`` for FGDOptions.lambda_), generated from them, so a
+new method adds its fields here and its flags to train_kd.py without editing either file.
+"""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 
-METHODS = ("fgfi", "cilf", "fgd")
+from distill.methods import METHODS as REGISTRY
+from distill.methods.fgd import FGD_PRESETS  # noqa: F401 - re-exported for train_kd.py and older callers
 
-# (temperature, alpha, beta, gamma, lambda) from the official FGD configs (spec section 6)
-FGD_PRESETS = {
-    "official": (0.5, 1e-3, 5e-4, 5e-4, 5e-6),  # RetinaNet/GFL one-stage configs
-    "yolox": (0.5, 2e-3, 1e-3, 1e-3, 1e-5),  # YOLOX-L -> M
-}
+METHODS = tuple(REGISTRY)
+DEFAULT_METHODS = ("fgd",)  # train_kd.py's --kd default reads this
+RENAMED = {"warmup_iters": "start_iter"}  # old key -> new key, for kd.yaml / checkpoints written before the rename
 
-# Outer weight (lambda) per method when --kd-weight is not given, tuned on the BCCD benchmark (issue 10,
-# benchmarks/results/kd_bccd.md: yolov5n from scratch, 60 epochs, against a loss-scaled no-teacher control). The
-# papers' values (FGFI and CILF 0.01, FGD's official preset at weight 1) are 2.6x and 14-19x YOLOv5's detection
-# loss and cost 3-9 mAP50-95 points there; at these weights no method hurts the control.
-# FGD's weight multiplies its own alpha..lambda, so 0.03 is the official preset x0.03.
-DEFAULT_WEIGHTS = {"fgfi": 0.001, "cilf": 0.03, "fgd": 0.03}
+# Outer weight (lambda) per method when --kd-weight is not given (each Method.default_weight), tuned on the BCCD
+# benchmark (issue 10, benchmarks/results/kd_bccd.md: yolov5n from scratch, 60 epochs, against a loss-scaled
+# no-teacher control). The papers' values (FGFI and CILF 0.01, FGD's official preset at weight 1) are 2.6x and
+# 14-19x YOLOv5's detection loss and cost 3-9 mAP50-95 points there; at these weights no method hurts the control.
+DEFAULT_WEIGHTS = {name: cls.default_weight for name, cls in REGISTRY.items()}
 
 
-@dataclass(frozen=True)
-class KDConfig:
-    """Resolved KD options. ``None`` FGD fields are filled from ``fgd_preset`` at construction.
+def option_fields(method: str) -> list[tuple[str, dataclasses.Field]]:
+    """(flat KDConfig name, options field) of every option of ``method``, in declaration order."""
+    return [(f"{method}_{f.name.rstrip('_')}", f) for f in dataclasses.fields(REGISTRY[method].Options)]
 
-    methods: any of fgfi, cilf, fgd (they add up). weight: outer lambda for every method, or None for the
-    per-method defaults. method_weights: per-method outer lambdas ``(("fgfi", 0.0025), ("fgd", 0.05))`` that
-    take precedence over ``weight``. layers: student/teacher layer indices to distil, or None for the inputs of Detect.
-    warmup_iters: KD off for global iterations < N. stop_epoch: KD off from this epoch on (None = never).
-    anchor_t: YOLOv5's anchor ratio threshold, used by ``fgfi_assign='matched'``.
-    """
 
-    methods: tuple[str, ...] = ("fgfi",)
-    weight: float | None = None
-    method_weights: tuple[tuple[str, float], ...] = ()
-    layers: tuple[int, ...] | None = None
-    fgfi_psi: float = 0.5
-    fgfi_assign: str = "all"
-    anchor_t: float = 4.0
-    cilf_alpha: float = 1.0  # output KL only: the feature-MSE half hurt like FGFI (benchmark above)
-    cilf_temperature: float = 3.0
-    cilf_kl: str = "outputs"
-    fgd_preset: str = "official"
-    fgd_temperature: float | None = None
-    fgd_alpha: float | None = None
-    fgd_beta: float | None = None
-    fgd_gamma: float | None = None
-    fgd_lambda: float | None = None
-    warmup_iters: int = 0
-    stop_epoch: int | None = None
+class _KDConfigBase:
+    """Resolved KD options (the generated fields are listed in KDConfig's docstring)."""
 
     def __post_init__(self):
         methods = tuple(dict.fromkeys(self.methods))  # de-duplicate, keep order
@@ -63,20 +43,14 @@ class KDConfig:
         object.__setattr__(self, "method_weights", per_method)
         if self.layers is not None:
             object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
-        if self.fgfi_assign not in ("all", "matched"):
-            raise ValueError(f"fgfi_assign must be 'all' or 'matched', got {self.fgfi_assign!r}")
-        if self.cilf_kl not in ("outputs", "features"):
-            raise ValueError(f"cilf_kl must be 'outputs' or 'features', got {self.cilf_kl!r}")
-        if not 0.0 <= self.cilf_alpha <= 1.0:
-            raise ValueError(f"cilf_alpha must lie in [0, 1], got {self.cilf_alpha}")
-        if self.fgd_preset not in FGD_PRESETS:
-            raise ValueError(f"fgd_preset must be one of {tuple(FGD_PRESETS)}, got {self.fgd_preset!r}")
-        names = ("fgd_temperature", "fgd_alpha", "fgd_beta", "fgd_gamma", "fgd_lambda")
-        for name, value in zip(names, FGD_PRESETS[self.fgd_preset]):
-            if getattr(self, name) is None:
-                object.__setattr__(self, name, value)
-        if self.cilf_temperature <= 0 or self.fgd_temperature <= 0:
-            raise ValueError("temperatures must be positive")
+        for method in METHODS:  # validate through the options dataclass and keep what it resolved (FGD presets)
+            resolved = self.options(method)
+            for flat, f in option_fields(method):
+                object.__setattr__(self, flat, getattr(resolved, f.name))
+
+    def options(self, method: str):
+        """The options dataclass of ``method`` with this config's values."""
+        return REGISTRY[method].Options(**{f.name: getattr(self, flat) for flat, f in option_fields(method)})
 
     def method_weight(self, method: str) -> float:
         """Outer weight of ``method``: its entry in ``method_weights``, else ``weight``, else the default."""
@@ -86,8 +60,8 @@ class KDConfig:
         return DEFAULT_WEIGHTS[method] if self.weight is None else self.weight
 
     def active(self, epoch: int, iteration: int) -> bool:
-        """Whether KD is on at this global epoch / optimiser iteration (warmup and stop schedules)."""
-        if iteration < self.warmup_iters:
+        """Whether KD is on at this global epoch / optimiser iteration (start and stop schedules)."""
+        if iteration < self.start_iter:
             return False
         return self.stop_epoch is None or epoch < self.stop_epoch
 
@@ -102,12 +76,39 @@ class KDConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "KDConfig":
         fields = {f.name for f in dataclasses.fields(cls)}
+        data = {RENAMED.get(key, key): value for key, value in data.items()}
         unknown = set(data) - fields
         if unknown:
             raise ValueError(f"unknown KD options: {sorted(unknown)}")
-        data = dict(data)
-        data["methods"] = tuple(data.get("methods", ("fgfi",)))
+        data["methods"] = tuple(data.get("methods", DEFAULT_METHODS))
         if data.get("layers") is not None:
             data["layers"] = tuple(data["layers"])
         data["method_weights"] = tuple((data.get("method_weights") or {}).items())
         return cls(**data)
+
+
+def _fields() -> list[tuple]:
+    common = [("methods", tuple, dataclasses.field(default=DEFAULT_METHODS)),
+              ("weight", float | None, dataclasses.field(default=None)),
+              ("method_weights", tuple, dataclasses.field(default=())),
+              ("layers", tuple | None, dataclasses.field(default=None))]
+    options = [(flat, f.type, dataclasses.field(default=f.default))
+               for method in METHODS for flat, f in option_fields(method)]
+    schedule = [("anchor_t", float, dataclasses.field(default=4.0)),
+                ("start_iter", int, dataclasses.field(default=0)),
+                ("stop_epoch", int | None, dataclasses.field(default=None))]
+    return common + options + schedule
+
+
+KDConfig = dataclasses.make_dataclass("KDConfig", _fields(), bases=(_KDConfigBase,), frozen=True,
+                                      namespace={"__module__": __name__})
+KDConfig.__doc__ = """Resolved KD options; FGD's ``None`` fields are filled from ``fgd_preset`` at construction.
+
+methods: any of the registry's (they add up; default fgd). weight: outer lambda for every method, or None for
+the per-method defaults. method_weights: per-method outer lambdas ``(("fgfi", 0.0025), ("fgd", 0.05))`` that
+take precedence over ``weight``. layers: student/teacher layer indices to distil, or None for the inputs of Detect.
+``<method>_<option>``: each method's options (distill/methods). anchor_t: YOLOv5's anchor ratio threshold (the
+FGFI ``matched`` assignment). start_iter: KD off for global iterations < N (flag --kd-warmup-iters; called
+``warmup_iters`` before, a name that clashed with the loop's LR warmup: from_dict still reads it).
+stop_epoch: KD off from this epoch on (None = never).
+"""

@@ -1,12 +1,26 @@
 """Distillation masks from YOLOv5 targets: FGFI imitation masks and FGD foreground/background masks.
 
-Pure tensor functions. ``targets`` is always (N, 6) float rows ``[img_idx, cls, x, y, w, h]`` with the box
+Pure tensor functions (``level_anchors`` reads a Detect head's buffers). ``targets`` is always (N, 6) float
+rows ``[img_idx, cls, x, y, w, h]`` with the box
 normalised (0-1) to the network input; feature maps are (B, C, H, W) with W the last axis, so x maps to
 columns and y to rows everywhere below.
 """
 from __future__ import annotations
 
 import torch
+from torch import nn
+
+
+def level_anchors(detect: nn.Module, strides: list[float]) -> list[torch.Tensor]:
+    """Anchors (na, 2) in grid units of the Detect level with each stride; ValueError if a stride has none."""
+    out = []
+    for stride in strides:
+        matches = [i for i, s in enumerate(detect.stride.tolist()) if abs(s - stride) < 1e-3]
+        if not matches:
+            raise ValueError(f"no Detect level with stride {stride:g} (head strides {detect.stride.tolist()}): "
+                             "FGFI/CILF masks need anchors, distil layers at the head's strides")
+        out.append(detect.anchors[matches[0]])
+    return out
 
 
 def _targets_xyxy(targets: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -5,15 +5,16 @@ One call = one student forward with the feature recorder active, one teacher for
 the caller's autocast, the detection terms of ``ComputeLoss.components``, and the KD terms, all per image,
 summed and multiplied by the batch size once: ``total = (lbox + lobj + lcls + lkd) * bs``.
 
-Terms (logged as their own columns): ``distill/fgfi``; ``distill/kl`` and ``distill/mse`` (CILF);
-``distill/fgd_fg``, ``distill/fgd_bg``, ``distill/fgd_at``, ``distill/fgd_glb`` (FGD, summed over levels).
+The KD terms come from the chosen ``distill.methods`` (each its own ``term_names``), run in registry order
+whatever the order of ``--kd``; the step owns what they share (recorders, teacher forward, schedule, the shared
+FGFI/CILF adapters and masks, diagnostic, plot, state). Terms (their own columns): ``distill/fgfi``;
+``distill/kl``, ``distill/mse`` (CILF); ``distill/fgd_fg/_bg/_at/_glb`` (FGD, summed over levels).
 Each is logged *weighted*, i.e. as it enters the total. Outside the KD schedule (``--kd-warmup-iters``,
 ``--kd-stop-epoch``, keyed on global iteration/epoch) the teacher is not run and the terms are logged as 0.
 
 Loss-magnitude diagnostic: at the first iteration that runs the teacher and at the end of the loop's warmup
-(``warmup_iters``; the step is not told the loop's warmup length, so by default iteration 100, which is where
-train.py's warmup ends whenever ``warmup_epochs * batches per epoch <= 100``, e.g. BCCD at batch 16), the main
-process logs every weighted KD term next to the detection terms, with a warning when the KD sum is more than
+(``warmup_iters``, the loop's real warmup length from ``StepContext.warmup_iters``; None: first iteration only),
+the main process logs every weighted KD term next to the detection terms, with a warning when the KD sum is more than
 ``MAGNITUDE_WARN`` times the detection sum or less than 1/``MAGNITUDE_WARN`` of it.
 """
 from __future__ import annotations
@@ -25,30 +26,18 @@ import torch
 import torch.distributed as torch_dist
 from torch import nn
 
-from distill import adapters, losses, masks
+from distill import adapters, masks
 from distill.config import KDConfig
 from distill.recorder import FeatureRecorder, unwrap
-from distill.teacher import check_compatible, check_output_compatible
+from distill.methods import METHODS, Setup, Shared
+from distill.teacher import Teacher, check_compatible
 
 LOGGER = logging.getLogger(__name__)
-DIAGNOSTIC_ITER = 100  # train.py's warmup: max(round(warmup_epochs * batches), 100) iterations
 MAGNITUDE_WARN = 10.0  # KD sum / detection sum beyond this (or below its inverse) is flagged
 
 if TYPE_CHECKING:  # type hints only
     from models.yolo import Model
     from utils.loss import ComputeLoss
-
-
-def _level_anchors(detect: nn.Module, strides: list[float]) -> list[torch.Tensor]:
-    """Anchors (na, 2) grid units of the Detect level with each stride; ValueError if a stride has none."""
-    out = []
-    for stride in strides:
-        matches = [i for i, s in enumerate(detect.stride.tolist()) if abs(s - stride) < 1e-3]
-        if not matches:
-            raise ValueError(f"no Detect level with stride {stride:g} (head strides {detect.stride.tolist()}): "
-                             "FGFI/CILF masks need anchors, distil layers at the head's strides")
-        out.append(detect.anchors[matches[0]])
-    return out
 
 
 class DistillStep:
@@ -58,73 +47,54 @@ class DistillStep:
 
     Args:
         student: the bare student (before DDP wrapping); hooks go on it.
-        teacher: a frozen teacher (distill.teacher.load_teacher) on the same device.
+        teacher: a ``distill.teacher.Teacher`` (load_teacher) on the same device; a bare model is wrapped in one
+            (FP32 weights, the caller's autocast). Its path and sha256 are recorded in ``state_dict()``.
         compute_loss: ``utils.loss.ComputeLoss`` of the student.
         config: resolved KD options.
         imgsz: training image size, for the dummy forward that sizes adapters and checks strides.
-        teacher_path, teacher_sha256: recorded in ``state_dict()``.
         plot_path: where to save kd_masks.jpg from the first batch that runs the teacher (main process only;
             the recorded features are reused, no extra forward), or None.
         warmup_iters: the loop's warmup length, where the loss-magnitude diagnostic is logged a second time
-            (default ``DIAGNOSTIC_ITER``); the first time is the first iteration that runs the teacher.
+            (train_kd.py passes ``StepContext.warmup_iters``; None: only the first time, the first iteration that
+            runs the teacher).
     """
 
     checkpoint_key = "distill"
 
-    def __init__(self, student: "Model", teacher: "Model", compute_loss: "ComputeLoss", config: KDConfig,
-                 imgsz: int, teacher_path: str | None = None, teacher_sha256: str | None = None,
-                 plot_path: str | None = None, warmup_iters: int | None = None):
+    def __init__(self, student: "Model", teacher: Teacher | nn.Module, compute_loss: "ComputeLoss",
+                 config: KDConfig, imgsz: int, plot_path: str | None = None, warmup_iters: int | None = None):
         student = unwrap(student)
+        teacher = teacher if isinstance(teacher, Teacher) else Teacher(teacher)
         self.teacher, self.compute_loss, self.config = teacher, compute_loss, config
-        self.teacher_path, self.teacher_sha256 = teacher_path, teacher_sha256
+        self.teacher_path, self.teacher_sha256 = teacher.path, teacher.sha256
         self.student_recorder = FeatureRecorder(student, layers=config.layers)
-        self.teacher_recorder = FeatureRecorder(teacher, layers=config.layers, detach=True)
+        self.teacher_recorder = FeatureRecorder(teacher.module, layers=config.layers, detach=True)
         student_shapes = adapters.probe_features(student, self.student_recorder, imgsz)
         teacher_shapes = adapters.probe_features(teacher, self.teacher_recorder, imgsz)
         check_compatible(student_shapes, teacher_shapes, imgsz)
-        self.output_kl = "cilf" in config.methods and config.cilf_kl == "outputs"
-        if self.output_kl:
-            check_output_compatible(student.detect, teacher.detect)
-        self.needs_fgfi_masks = "fgfi" in config.methods or "cilf" in config.methods
-        # CILF on the outputs with alpha 1 (its default) uses no adapted feature: skip the adapters' convolutions
-        # (about 0.15 s of a 0.8 s CPU step). They stay built, so checkpoints keep one layout whatever alpha is.
-        self.cilf_mse = "cilf" in config.methods and config.cilf_alpha < 1
-        self.needs_adapters = "fgfi" in config.methods or self.cilf_mse or (
-            "cilf" in config.methods and not self.output_kl)
+        classes = [cls for name, cls in METHODS.items() if name in config.methods]  # registry order = term order
         try:
-            self.anchors = _level_anchors(teacher.detect, [imgsz / shape[1] for shape in teacher_shapes])
+            self.anchors = masks.level_anchors(teacher.detect, [imgsz / shape[1] for shape in teacher_shapes])
         except ValueError:
-            if self.needs_fgfi_masks:
+            if any(cls.needs_anchors for cls in classes):
                 raise
             self.anchors = None  # FGD alone needs no anchors
         main_process = not torch_dist.is_initialized() or torch_dist.get_rank() == 0
         self.plot_path = plot_path if main_process else None
-        self.diagnostic_iter = DIAGNOSTIC_ITER if warmup_iters is None else int(warmup_iters)
+        self.diagnostic_iter = None if warmup_iters is None else int(warmup_iters)
         self._diagnose_first = main_process  # log at the first KD iteration, then at diagnostic_iter
         self._diagnose_at = self.diagnostic_iter if main_process else None
-        student_channels = [shape[0] for shape in student_shapes]
-        teacher_channels = [shape[0] for shape in teacher_shapes]
+        setup = Setup([shape[0] for shape in student_shapes], [shape[0] for shape in teacher_shapes],
+                      student.detect, teacher.detect)
         self.modules = nn.ModuleDict()
-        if self.needs_fgfi_masks:
-            self.modules["adapters"] = adapters.build_adapters(student_channels, teacher_channels)
-        if "fgd" in config.methods:
-            self.modules["fgd"] = nn.ModuleList(
-                losses.FGDLoss(c_s, c_t, config.fgd_temperature, config.fgd_alpha, config.fgd_beta,
-                               config.fgd_gamma, config.fgd_lambda)
-                for c_s, c_t in zip(student_channels, teacher_channels))
-        device = next(student.parameters()).device
-        self.modules.to(device)
-        self.term_names = self._term_names()
-
-    def _term_names(self) -> list[str]:
-        names = []
-        if "fgfi" in self.config.methods:
-            names.append("distill/fgfi")
-        if "cilf" in self.config.methods:
-            names += ["distill/kl", "distill/mse"]
-        if "fgd" in self.config.methods:
-            names += ["distill/fgd_fg", "distill/fgd_bg", "distill/fgd_at", "distill/fgd_glb"]
-        return names
+        if any(cls.uses_adapters for cls in classes):  # built first: the torch RNG order of the checkpoints
+            self.modules["adapters"] = adapters.build_adapters(setup.student_channels, setup.teacher_channels)
+        self.methods = [cls(config, setup) for cls in classes]
+        for method in self.methods:
+            if method.modules is not None:
+                self.modules[method.name] = method.modules
+        self.modules.to(next(student.parameters()).device)
+        self.term_names = tuple(name for method in self.methods for name in method.term_names)
 
     def __call__(self, model: nn.Module, imgs: torch.Tensor, targets: torch.Tensor, *, epoch: int,
                  iteration: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -157,7 +127,7 @@ class DistillStep:
     def _diagnose(self, terms: dict[str, torch.Tensor], epoch: int, iteration: int) -> None:
         """Log the weighted per-image KD terms beside the detection terms (main process; see the module doc)."""
         first, self._diagnose_first = self._diagnose_first, False
-        if iteration >= self.diagnostic_iter:
+        if self.diagnostic_iter is None or iteration >= self.diagnostic_iter:
             self._diagnose_at = None
         values = {name: float(value.detach()) for name, value in terms.items()}
         det = {k: v for k, v in values.items() if not k.startswith("distill/")}
@@ -184,41 +154,13 @@ class DistillStep:
                  student_feats: list[torch.Tensor], teacher_feats: list[torch.Tensor], targets: torch.Tensor
                  ) -> dict[str, torch.Tensor]:
         """Weighted per-image KD terms. Outputs: (B, na, H, W, no) per head level; feats (B, C, H, W) per level."""
-        config, out = self.config, {}
-        batch_size = student_feats[0].shape[0]
         teacher_feats = [feat.float() for feat in teacher_feats]
         targets = targets.to(teacher_feats[0].device)
-        if self.needs_fgfi_masks:
-            shapes = [tuple(feat.shape[2:]) for feat in teacher_feats]
-            fgfi_masks = [masks.fgfi_masks(targets, anchors[None], [shape], batch_size, config.fgfi_psi,
-                                           config.fgfi_assign, config.anchor_t)[0]
-                          for anchors, shape in zip(self.anchors, shapes)]
-        if self.needs_adapters:
-            adapted = adapters.adapt(self.modules["adapters"], student_feats)
-        if "fgfi" in config.methods:
-            out["distill/fgfi"] = config.method_weight("fgfi") * losses.fgfi_loss(adapted, teacher_feats, fgfi_masks)
-        if "cilf" in config.methods:
-            weight, alpha = config.method_weight("cilf"), config.cilf_alpha
-            if self.output_kl and config.layers is None:  # the distilled levels are the head's levels
-                kl = losses.output_kl_loss(student_outputs, teacher_outputs, fgfi_masks, config.cilf_temperature)
-            elif self.output_kl:
-                head = self.teacher.detect
-                head_masks = masks.fgfi_masks(targets, head.anchors, [tuple(o.shape[2:4]) for o in teacher_outputs],
-                                              batch_size, config.fgfi_psi, config.fgfi_assign, config.anchor_t)
-                kl = losses.output_kl_loss(student_outputs, teacher_outputs, head_masks, config.cilf_temperature)
-            else:
-                kl = losses.feature_kl_loss(adapted, teacher_feats, fgfi_masks, config.cilf_temperature)
-            out["distill/kl"] = weight * alpha * kl
-            out["distill/mse"] = (weight * (1 - alpha) * sum(losses.masked_mse(s, t, m) for s, t, m in
-                                                             zip(adapted, teacher_feats, fgfi_masks))
-                                  if self.cilf_mse else torch.zeros((), device=kl.device))
-        if "fgd" in config.methods:
-            weight, sums = config.method_weight("fgd"), {}
-            for module, student, teacher in zip(self.modules["fgd"], student_feats, teacher_feats):
-                fg_mask, bg_mask = masks.fgd_masks(targets, tuple(teacher.shape[2:]), batch_size)
-                for key, value in module(student, teacher, fg_mask, bg_mask).items():
-                    sums[key] = sums.get(key, 0.0) + value
-            out.update({f"distill/fgd_{key}": weight * value for key, value in sums.items()})
+        shared = Shared(self.config, self.modules["adapters"] if "adapters" in self.modules else None, self.anchors,
+                        student_feats, teacher_feats, targets)
+        out = {}
+        for method in self.methods:
+            out.update(method.terms(student_feats, teacher_feats, (student_outputs, teacher_outputs), targets, shared))
         return out
 
     def state_dict(self) -> dict:

@@ -1,56 +1,53 @@
-"""Teacher handling: strict loading, freezing, and teacher/student compatibility checks.
+"""Teacher handling: strict loading, dtype resolution, the frozen ``Teacher`` wrapper, compatibility checks.
 
-The teacher is loaded by the project's checkpoint reader (passed in as ``load_model``, i.e.
-``models.weights.load_model``, so distill/ does not import models/ at runtime), never fused (BatchNorm stays
-a separate, frozen module), frozen, in eval mode for good, and never wrapped in DDP, put in the optimizer,
-the EMA or a checkpoint. Its path and sha256 go into the run directory instead.
+The teacher is loaded by the project's checkpoint reader (``models.weights.load_model``), never fused
+(BatchNorm stays a separate, frozen module), frozen, in eval mode for good, and never wrapped in DDP, put in the
+optimizer, the EMA or a checkpoint. Its path and sha256 (computed once, at load) go into the run directory and
+the ``distill`` checkpoint entry instead.
 
-Precision is a property of the teacher object (``set_precision``), independent of the training loop's: its
-forward runs under its own autocast (bf16, or explicitly off for fp32) and returns FP32 outputs, and a pre-hook
-on its Detect head hands the neck features to the head (and to any recorder attached later) in FP32, so KD
-losses never see bf16 tensors. ``None`` leaves the teacher under whatever autocast the caller runs.
+``Teacher`` wraps the loaded model without patching it: the wrapper's ``train()`` keeps eval mode whatever is
+asked, and its ``forward`` runs the wrapped model under the teacher's own autocast (bf16, or explicitly off for
+fp32) and returns FP32; for bf16 a forward pre-hook (a registration, not a patch) on the Detect head hands the
+neck features to the head, and to any recorder attached later, in FP32, so KD losses never see bf16 tensors.
+``dtype=None`` leaves the teacher under whatever autocast the caller runs. Recorders attach to
+``teacher.module`` (the wrapped YOLOv5 model), the wrapper itself has no layers of its own.
 """
 from __future__ import annotations
 
 import hashlib
-import types
+import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import nn
 
+from models import weights
 from utils import amp
 
-if TYPE_CHECKING:  # type hints only
-    from models.yolo import Model
+LOGGER = logging.getLogger(__name__)
 
 
-def _train_stays_eval(self: nn.Module, mode: bool = True) -> nn.Module:
-    """Replacement ``train()`` for a frozen teacher: whatever is asked, BatchNorm and dropout stay in eval."""
-    return nn.Module.train(self, False)
-
-
-def freeze_teacher(model: nn.Module) -> nn.Module:
-    """eval(), requires_grad_(False), and a ``train()`` that keeps eval mode (mmrazor's rule). Returns model."""
-    model.requires_grad_(False)
-    model.train = types.MethodType(_train_stays_eval, model)  # instance attribute shadows nn.Module.train
-    return model.eval()
-
-
-class _PrecisionForward:
-    """Replacement ``forward`` of a teacher: the class's forward under ``torch.autocast(dtype)`` (float32:
-    autocast explicitly off), outputs cast to FP32. Bound to the instance with ``types.MethodType``."""
-
-    def __init__(self, dtype: torch.dtype):
-        self.dtype = dtype
-
-    def __call__(self, model: nn.Module, *args, **kwargs):
-        device_type = next(model.parameters()).device.type
-        precision = amp.Precision(device_type, self.dtype)
-        with precision.autocast():
-            out = type(model).forward(model, *args, **kwargs)
-        return amp.to_float(out)
+def resolve_dtype(device: torch.device | str, name: str | None) -> torch.dtype | None:
+    """``--teacher-dtype``: None follows the training loop's autocast; 'fp32'; 'bf16' where the device has
+    native bf16, else float32. The decision is logged."""
+    if name is None:
+        LOGGER.info("teacher precision: the training precision (--teacher-dtype not given)")
+        return None
+    if name not in ("fp32", "bf16"):
+        raise ValueError(f"--teacher-dtype {name!r}: choose fp32 or bf16")
+    device = torch.device(device)
+    if name == "fp32":
+        dtype, why = torch.float32, "--teacher-dtype fp32"
+    elif device.type == "cpu":
+        native, why = amp.cpu_bf16_support()
+        dtype = torch.bfloat16 if native else torch.float32
+        why = f"--teacher-dtype bf16; {why}" if native else f"--teacher-dtype bf16 ignored: {why}"
+    elif device.type == "cuda" and amp.cuda_bf16_support(device):
+        dtype, why = torch.bfloat16, "--teacher-dtype bf16 on CUDA"
+    else:
+        dtype, why = torch.float32, f"--teacher-dtype bf16 ignored: no bf16 on {device.type}"
+    LOGGER.info(f"teacher precision: {'bf16 autocast' if dtype == torch.bfloat16 else 'FP32'} ({why})")
+    return dtype
 
 
 def _float_features(module: nn.Module, args: tuple):
@@ -60,34 +57,60 @@ def _float_features(module: nn.Module, args: tuple):
     return amp.to_float(args)
 
 
-def set_precision(model: nn.Module, dtype: torch.dtype | None) -> nn.Module:
-    """Run the teacher's forward in ``dtype`` (torch.bfloat16 / torch.float32) whatever the caller's autocast,
-    with FP32 outputs and FP32 head-input features; ``None`` leaves it alone. Returns model. Call it before any
-    recorder is attached (the cast hook must run before the recorder's own pre-hook)."""
-    if dtype is None:
-        return model
-    if dtype not in (torch.float32, torch.bfloat16):
-        raise ValueError(f"teacher dtype {dtype} not supported: use torch.float32 or torch.bfloat16")
-    model.forward = types.MethodType(_PrecisionForward(dtype), model)  # instance attribute shadows the class's
-    head = getattr(model, "detect", None)
-    if dtype != torch.float32 and head is not None:
-        model._teacher_cast_hook = head.register_forward_pre_hook(_float_features)
-    model.teacher_dtype = dtype
-    return model
+class Teacher(nn.Module):
+    """A frozen teacher: ``module`` (the YOLOv5 model, FP32 weights, no gradients) in eval mode for good.
 
-
-def load_teacher(path: str | Path, load_model: Callable[..., "Model"], device: torch.device | str = "cpu",
-                 dtype: torch.dtype | None = None) -> "Model":
-    """Load a teacher strictly (our or an upstream YOLOv5 .pt), freeze it, and fix its precision (set_precision).
-
-    ``load_model(path, device=..., fuse=False)`` must raise on any mismatch between the weights and the
-    architecture: a teacher with random weights is never an acceptable fallback. Weights stay FP32.
+    Args:
+        model: the teacher model; frozen here (requires_grad False, eval).
+        dtype: torch.bfloat16 / torch.float32 for the teacher's own precision, or None (the caller's autocast).
+        path, sha256: where it came from, recorded by DistillStep.state_dict() and kd.yaml.
     """
-    path = Path(path)
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype | None = None, path: str | None = None,
+                 sha256: str | None = None):
+        super().__init__()
+        if dtype not in (None, torch.float32, torch.bfloat16):
+            raise ValueError(f"teacher dtype {dtype} not supported: use torch.float32 or torch.bfloat16")
+        self.module = model.float().requires_grad_(False)
+        self.dtype, self.path, self.sha256 = dtype, path, sha256
+        head = getattr(model, "detect", None)
+        if dtype not in (None, torch.float32) and head is not None:
+            self._cast_hook = head.register_forward_pre_hook(_float_features)
+        self.train(False)
+
+    def train(self, mode: bool = True) -> "Teacher":
+        """Whatever is asked, BatchNorm and dropout stay in eval (mmrazor's rule)."""
+        return super().train(False)
+
+    def forward(self, imgs: torch.Tensor):
+        if self.dtype is None:
+            return self.module(imgs)
+        device_type = next(self.module.parameters()).device.type
+        with amp.Precision(device_type, self.dtype).autocast():
+            out = self.module(imgs)
+        return amp.to_float(out)
+
+    @property
+    def detect(self) -> nn.Module:
+        return self.module.detect
+
+    @property
+    def nc(self) -> int:
+        return self.module.nc
+
+
+def load_teacher(path: str | Path, device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> Teacher:
+    """Load a teacher strictly (our or an upstream YOLOv5 .pt) into a ``Teacher``; its sha256 is computed here.
+
+    ``models.weights.load_model`` raises on any mismatch between the weights and the architecture: a teacher with
+    random weights is never an acceptable fallback. Weights stay FP32.
+    """
+    path = Path(path).resolve()
     if not path.is_file():
         raise FileNotFoundError(f"teacher checkpoint {path} not found")
-    model = load_model(path, device=device, fuse=False)
-    return set_precision(freeze_teacher(model.float()), dtype)
+    sha256 = file_sha256(path)
+    model = weights.load_model(path, device=device, fuse=False)
+    return Teacher(model, dtype, str(path), sha256)
 
 
 def file_sha256(path: str | Path) -> str:

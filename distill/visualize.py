@@ -88,7 +88,6 @@ def main(args: argparse.Namespace) -> Path:
     import numpy as np
 
     from distill.recorder import FeatureRecorder
-    from distill.step import _level_anchors
     from distill.teacher import load_teacher
     from models import weights  # a script entry point: loads checkpoints through the project's reader
     from utils.letterbox import letterbox
@@ -99,10 +98,10 @@ def main(args: argparse.Namespace) -> Path:
         raise FileNotFoundError(f"cannot read image {args.source}")
     boxed, ratio, (pad_w, pad_h) = letterbox(image, args.imgsz, auto=False)
     imgs = torch.from_numpy(np.ascontiguousarray(boxed[:, :, ::-1].transpose(2, 0, 1))).float()[None] / 255
-    teacher = load_teacher(args.teacher, weights.load_model)
+    teacher = load_teacher(args.teacher)
     student = weights.load_model(args.student, fuse=False).eval()
     student_recorder = FeatureRecorder(student, layers=args.kd_layers)
-    teacher_recorder = FeatureRecorder(teacher, layers=args.kd_layers, detach=True)
+    teacher_recorder = FeatureRecorder(teacher.module, layers=args.kd_layers, detach=True)
     with torch.no_grad(), student_recorder, teacher_recorder:
         student(imgs)
         teacher_pred = teacher(imgs)[0]
@@ -123,7 +122,7 @@ def main(args: argparse.Namespace) -> Path:
     teacher_feats = teacher_recorder.features
     strides = [size / feat.shape[2] for feat in teacher_feats]
     try:
-        anchors = _level_anchors(teacher.detect, strides)
+        anchors = masks.level_anchors(teacher.detect, strides)
     except ValueError:
         anchors = None  # layers at strides without anchors: no FGFI panels
     out = plot_kd_masks(imgs, targets, student_recorder.features, teacher_feats, anchors, args.out,

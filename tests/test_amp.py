@@ -51,7 +51,7 @@ def test_cpu_falls_back_to_fp32_without_native_bf16(native, caplog):
     assert precision.dtype == torch.float32 and not precision.enabled and not precision.use_scaler
     assert "emulated" in caplog.text and "mocked native bf16 = False" in caplog.text
     assert amp.inference_precision("cpu", half=True).dtype == torch.float32
-    assert amp.resolve_teacher("cpu", "bf16") == torch.float32
+    assert kd_teacher.resolve_dtype("cpu", "bf16") == torch.float32
     assert amp.resolve("cpu").dtype == torch.float32  # the default falls back to FP32 too
 
 
@@ -65,7 +65,7 @@ def test_resolution_rules(native, monkeypatch):
     assert amp.resolve("cpu", amp=True, check=lambda dtype: False).dtype == torch.float32
     assert amp.inference_precision("cpu", half=True).dtype == torch.bfloat16
     assert amp.inference_precision("cpu", half=False).dtype == torch.float32
-    assert amp.resolve_teacher("cpu", None) is None and amp.resolve_teacher("cpu", "bf16") == torch.bfloat16
+    assert kd_teacher.resolve_dtype("cpu", None) is None and kd_teacher.resolve_dtype("cpu", "bf16") == torch.bfloat16
     cuda = amp.resolve("cuda")  # upstream: FP16 + GradScaler by default
     assert cuda.dtype == torch.float16 and cuda.use_scaler
     assert amp.resolve("cuda", amp=False).dtype == torch.float32
@@ -190,9 +190,9 @@ def test_kd_losses_fp32_with_bf16_teacher(teacher_file):
     hyp = yaml.safe_load((ROOT / "data" / "hyps" / "hyp.scratch-low.yaml").read_text())
     torch.manual_seed(0)
     student = Model("yolov5n.yaml", nc=2).train()
-    teacher = kd_teacher.load_teacher(teacher_file, weights.load_model, dtype=torch.bfloat16)
+    teacher = kd_teacher.load_teacher(teacher_file, dtype=torch.bfloat16)
     conv_dtypes = []
-    teacher.model[0].register_forward_hook(lambda module, args, out: conv_dtypes.append(out.dtype))
+    teacher.module.model[0].register_forward_hook(lambda module, args, out: conv_dtypes.append(out.dtype))
     step = DistillStep(student, teacher, ComputeLoss(student.detect, hyp, nc=2, imgsz=64),
                        KDConfig(methods=("fgfi", "cilf", "fgd"), weight=1.0), 64)
     imgs = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
@@ -213,9 +213,9 @@ def test_kd_losses_fp32_with_bf16_teacher(teacher_file):
 
 
 def test_fp32_teacher_ignores_the_loops_autocast(teacher_file):
-    teacher = kd_teacher.load_teacher(teacher_file, weights.load_model, dtype=torch.float32)
+    teacher = kd_teacher.load_teacher(teacher_file, dtype=torch.float32)
     conv_dtypes = []
-    teacher.model[0].register_forward_hook(lambda module, args, out: conv_dtypes.append(out.dtype))
+    teacher.module.model[0].register_forward_hook(lambda module, args, out: conv_dtypes.append(out.dtype))
     with torch.no_grad(), amp.Precision("cpu", torch.bfloat16).autocast():
         teacher(torch.rand(1, 3, 64, 64))
     assert conv_dtypes == [torch.float32]

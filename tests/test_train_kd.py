@@ -66,7 +66,7 @@ def test_one_epoch_per_method(tmp_path, datasets_env, yolov5n_pt, monkeypatch, m
 
     # pitfall 1 and 3: the teacher is the checkpoint's, bit-identical after the epoch, without gradients
     step = built[0]
-    reference = kd_teacher.load_teacher(yolov5n_pt, weights.load_model)
+    reference = kd_teacher.load_teacher(yolov5n_pt)
     assert all(torch.equal(v, step.teacher.state_dict()[k]) for k, v in reference.state_dict().items())
     assert all(p.grad is None and not p.requires_grad for p in step.teacher.parameters())
 
@@ -137,3 +137,21 @@ def test_kd_weight_flag_common_and_per_method():
             train_kd.parse_opt(["--teacher", "t.pt", "--kd-weight", *bad])
     with pytest.raises(ValueError, match="at most one"):
         config("0.1", "0.2")
+
+
+def test_cli_defaults_are_the_config_defaults():
+    """One place for every KD default: KDConfig; the flags read theirs from it."""
+    from distill.config import KDConfig
+
+    opt = train_kd.parse_opt(["--teacher", "t.pt"])
+    config, default = train_kd.build_config(opt), KDConfig()
+    assert opt.kd == list(default.methods) == ["fgd"]
+    assert config == default and opt.kd_warmup_iters == default.start_iter
+    from distill.config import option_fields
+    from distill.methods import METHODS
+
+    for method, cls in METHODS.items():  # every option of every method has its flag, defaulting to the dataclass
+        options = cls.Options()
+        for flat, field in option_fields(method):
+            assert getattr(opt, flat) == field.default and getattr(config, flat) == getattr(options, field.name)
+    assert train_kd.parse_opt(["--teacher", "t.pt", "--fgd-lambda", "1e-4"]).fgd_lambda == 1e-4

@@ -175,26 +175,3 @@ def to_float(value):
     if isinstance(value, dict):
         return {k: to_float(v) for k, v in value.items()}
     return value
-
-
-def resolve_teacher(device: torch.device | str, name: str | None) -> torch.dtype | None:
-    """``--teacher-dtype``: None follows the training loop's autocast; 'fp32'; 'bf16' where the device has
-    native bf16, else float32. The decision is logged."""
-    if name is None:
-        LOGGER.info("teacher precision: the training precision (--teacher-dtype not given)")
-        return None
-    if name not in ("fp32", "bf16"):
-        raise ValueError(f"--teacher-dtype {name!r}: choose fp32 or bf16")
-    device = torch.device(device)
-    if name == "fp32":
-        dtype, why = torch.float32, "--teacher-dtype fp32"
-    elif device.type == "cpu":
-        native, why = cpu_bf16_support()
-        dtype = torch.bfloat16 if native else torch.float32
-        why = f"--teacher-dtype bf16; {why}" if native else f"--teacher-dtype bf16 ignored: {why}"
-    elif device.type == "cuda" and cuda_bf16_support(device):
-        dtype, why = torch.bfloat16, "--teacher-dtype bf16 on CUDA"
-    else:
-        dtype, why = torch.float32, f"--teacher-dtype bf16 ignored: no bf16 on {device.type}"
-    LOGGER.info(f"teacher precision: {'bf16 autocast' if dtype == torch.bfloat16 else 'FP32'} ({why})")
-    return dtype

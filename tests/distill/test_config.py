@@ -35,7 +35,7 @@ def test_invalid_options_raise(bad):
 
 
 def test_schedule_keys_on_global_iteration_and_epoch():
-    config = KDConfig(warmup_iters=10, stop_epoch=3)
+    config = KDConfig(start_iter=10, stop_epoch=3)
     assert not config.active(epoch=0, iteration=9)
     assert config.active(epoch=1, iteration=10) and config.active(epoch=2, iteration=500)
     assert not config.active(epoch=3, iteration=10_000)
@@ -61,3 +61,22 @@ def test_per_method_weights_win_over_the_common_weight_and_round_trip():
     assert KDConfig.from_dict(old).method_weights == ()
     with pytest.raises(ValueError, match="cilf"):
         KDConfig(methods=("fgfi",), method_weights=(("cilf", 0.1),))
+
+
+def test_old_warmup_iters_key_still_loads_and_one_methods_default():
+    """kd.yaml / checkpoints written before the rename carry ``warmup_iters``: it is KD's start iteration."""
+    data = KDConfig(methods=("fgfi",), start_iter=7).to_dict()
+    assert "warmup_iters" not in data and data["start_iter"] == 7
+    data["warmup_iters"] = data.pop("start_iter")
+    assert KDConfig.from_dict(data).start_iter == 7
+    assert KDConfig().methods == ("fgd",)  # the one default, also train_kd.py's --kd default
+
+
+def test_registry_names_the_config_methods_in_term_order():
+    from distill.config import METHODS as NAMES
+    from distill.methods import METHODS, Method
+
+    assert tuple(METHODS) == NAMES and all(issubclass(cls, Method) and cls.name == n for n, cls in METHODS.items())
+    assert [t for cls in METHODS.values() for t in cls.term_names] == [
+        "distill/fgfi", "distill/kl", "distill/mse", "distill/fgd_fg", "distill/fgd_bg", "distill/fgd_at",
+        "distill/fgd_glb"]

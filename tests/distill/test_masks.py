@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from distill import masks
@@ -135,3 +136,13 @@ def test_fgd_background_normalised_and_empty_image_uniform():
     full = torch.tensor([[0, 0, 0.5, 0.5, 1.0, 1.0]])
     fg, bg = masks.fgd_masks(full, (4, 4), 1)
     assert torch.all(fg > 0) and torch.all(bg == 0) and not torch.isnan(bg).any()
+
+
+def test_level_anchors_picks_the_head_level_by_stride_and_rejects_unknown_strides():
+    from tests.distill.toy import ToyDetector
+
+    detect = ToyDetector().detect  # strides 4, 8
+    anchors = masks.level_anchors(detect, [8.0, 4.0])
+    assert torch.equal(anchors[0], detect.anchors[1]) and torch.equal(anchors[1], detect.anchors[0])
+    with pytest.raises(ValueError, match="stride 16"):
+        masks.level_anchors(detect, [16.0])

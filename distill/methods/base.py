@@ -1,0 +1,81 @@
+"""The distillation-method interface, and what DistillStep shares between methods.
+
+A method is a class with a registry ``name``, its ``term_names`` (results.csv columns, in order), its trainable
+``modules`` (an nn.Module or None; DistillStep puts it under ``modules[name]``) and ``terms(...)``, the weighted
+per-image KD terms of one batch. Methods that read the shared FGFI imitation masks or adapted student features
+set ``needs_anchors`` / ``uses_adapters``: DistillStep then builds one adapter set (``modules["adapters"]``,
+3x3 convs student -> teacher channels, built before any method's own modules) and hands both out lazily through
+``Shared``, so fgfi + cilf share one adapter set and one set of masks, as before the split.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, ClassVar
+
+import torch
+from torch import nn
+
+from distill import adapters, masks
+
+if TYPE_CHECKING:  # type hints only
+    from distill.config import KDConfig
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a method may use at construction: channels per distilled level, both Detect heads."""
+
+    student_channels: list[int]
+    teacher_channels: list[int]
+    student_detect: nn.Module
+    teacher_detect: nn.Module
+
+
+class Shared:
+    """Per-batch inputs several methods read, each computed once on first use.
+
+    imitation_masks: FGFI masks (B, 1, H, W) per distilled level (``--fgfi-psi``/``--fgfi-assign``, the teacher's
+    anchors at the distilled strides). adapted: the student features through the shared adapters (B, C_t, H, W).
+    """
+
+    def __init__(self, config: "KDConfig", adapter_set: nn.Module | None, anchors: list[torch.Tensor] | None,
+                 student_feats: list[torch.Tensor], teacher_feats: list[torch.Tensor], targets: torch.Tensor):
+        self.config, self.adapter_set, self.anchors = config, adapter_set, anchors
+        self.student_feats, self.teacher_feats, self.targets = student_feats, teacher_feats, targets
+        self.batch_size = student_feats[0].shape[0]
+
+    @cached_property
+    def imitation_masks(self) -> list[torch.Tensor]:
+        config = self.config
+        shapes = [tuple(feat.shape[2:]) for feat in self.teacher_feats]
+        return [masks.fgfi_masks(self.targets, anchors[None], [shape], self.batch_size, config.fgfi_psi,
+                                 config.fgfi_assign, config.anchor_t)[0]
+                for anchors, shape in zip(self.anchors, shapes)]
+
+    @cached_property
+    def adapted(self) -> list[torch.Tensor]:
+        return adapters.adapt(self.adapter_set, self.student_feats)
+
+
+class Method:
+    """Base class: subclasses set the class attributes and implement ``terms``."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type]  # frozen dataclass: the method's options and their defaults (flags --NAME-FIELD)
+    default_weight: ClassVar[float]  # outer weight when --kd-weight does not give one
+    term_names: ClassVar[tuple[str, ...]]
+    uses_adapters: ClassVar[bool] = False
+    needs_anchors: ClassVar[bool] = False
+
+    def __init__(self, config: "KDConfig", setup: Setup):
+        self.config, self.weight = config, config.method_weight(self.name)
+        self.options = config.options(self.name)
+        self.modules: nn.Module | None = None
+
+    def terms(self, student_feats: list[torch.Tensor], teacher_feats: list[torch.Tensor],
+              outputs: tuple[list[torch.Tensor], list[torch.Tensor]], targets: torch.Tensor, shared: Shared
+              ) -> dict[str, torch.Tensor]:
+        """Weighted per-image terms named ``term_names``. feats: (B, C, H, W) per level (teacher's FP32);
+        outputs: (student, teacher) raw Detect outputs, (B, na, H, W, no) per head level; targets (N, 6)."""
+        raise NotImplementedError
