@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 import cv2
-import numpy as np
 import torch
 
-from models.weights import load_model
-from utils import amp, boxes, nms, plots
+from models import ensemble
+from utils import amp, boxes, nms, plots, sizes
 from utils.device import select_device
 from utils.paths import increment_path
 from utils.sources import LoadImages
@@ -63,35 +62,13 @@ def parse_opt(argv=None) -> argparse.Namespace:
     return opt
 
 
-def check_img_size(imgsz, stride: int) -> list[int]:
-    """Round each size up to a multiple of the stride (with a warning when it changes)."""
-    sizes = [imgsz] if isinstance(imgsz, int) else list(imgsz)
-    new = [max(int(np.ceil(x / stride) * stride), stride) for x in sizes]
-    if new != sizes:
-        LOGGER.warning(f"WARNING: --imgsz {sizes} must be a multiple of max stride {stride}, updating to {new}")
-    return new * 2 if len(new) == 1 else new
-
-
-def load_models(weights, device, half: bool):
-    """One model, or several whose outputs are concatenated before NMS (an ensemble, as upstream)."""
-    models = [load_model(w, device=device, fuse=True) for w in ([weights] if isinstance(weights, (str, Path)) else weights)]
-    if len({m.nc for m in models}) > 1:
-        raise ValueError(f"ensemble models must have the same number of classes, got {[m.nc for m in models]}")
-    for m in models:
-        m.half() if half else m.float()
-    return models
-
-
-def forward(models, im, augment: bool, precision: amp.Precision | None = None):
-    """Concatenated eval-mode predictions (B, N, no); under a bf16 ``precision`` the models run in autocast and
-    the predictions come back FP32 for NMS."""
+def forward(model, im, augment: bool, precision: amp.Precision | None = None):
+    """Eval-mode predictions (B, N, no) of a model or ensemble.Ensemble; under a bf16 ``precision`` the model runs
+    in autocast and the predictions come back FP32 for NMS."""
     if precision is not None and precision.dtype == torch.bfloat16:
         with precision.autocast():
-            outs = [m(im, augment=augment)[0] for m in models]
-        outs = [o.float() for o in outs]
-    else:
-        outs = [m(im, augment=augment)[0] for m in models]
-    return torch.cat(outs, 1) if len(outs) > 1 else outs[0]
+            return model(im, augment=augment)[0].float()
+    return model(im, augment=augment)[0]
 
 
 def save_crop(im0, xyxy, path: Path, gain: float = 1.02, pad: int = 10):
@@ -170,9 +147,12 @@ def run(
     device = select_device(device)
     precision = amp.inference_precision(device, half)  # FP16 weights on CUDA, bf16 autocast on a bf16 CPU
     half = precision.dtype == torch.float16
-    models = load_models(weights, device, half)
-    stride, names = int(max(int(m.stride.max()) for m in models)), models[0].names
-    imgsz = check_img_size(imgsz, stride)
+    model = ensemble.load(weights, device)
+    model.half() if half else model.float()
+    stride, names = int(model.stride.max()), model.names
+    imgsz = [imgsz] if isinstance(imgsz, int) else list(imgsz)
+    imgsz = imgsz * 2 if len(imgsz) == 1 else imgsz  # (h, w)
+    imgsz = sizes.check_img_size(imgsz, stride, floor=stride)
     dataset = LoadImages(source, img_size=imgsz, stride=stride, auto=True, vid_stride=vid_stride)
     sink, results, seen, dt = VideoSink(), {}, 0, [0.0, 0.0, 0.0]
     save_opts = dict(save_txt=save_txt, save_conf=save_conf, save_crop=save_crop, nosave=nosave,
@@ -182,7 +162,7 @@ def run(
         x = torch.from_numpy(im).to(device)
         x = (x.half() if half else x.float())[None] / 255
         t1 = time.perf_counter()
-        pred = forward(models, x, augment, precision)
+        pred = forward(model, x, augment, precision)
         t2 = time.perf_counter()
         det = nms.non_max_suppression(pred, conf_thres, iou_thres, classes, agnostic_nms, max_det=max_det)[0]
         t3 = time.perf_counter()

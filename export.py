@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import warnings
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 
 from models.weights import load_model
+from utils import sizes
 from utils.device import select_device
 from utils.letterbox import letterbox
 
@@ -130,7 +130,7 @@ def run(weights, imgsz=(640, 640), batch_size=1, device="cpu", include=("onnx",)
     device = select_device(device)
     model = _prepare(load_model(weights, device=device, fuse=True).eval(), dynamic)
     gs = int(max(model.stride))
-    imgsz = [math.ceil(x / gs) * gs for x in (list(imgsz) * 2 if len(imgsz) == 1 else imgsz)]
+    imgsz = sizes.check_img_size(list(imgsz) * 2 if len(imgsz) == 1 else list(imgsz), gs, floor=0, warn=False)
     im = torch.zeros(batch_size, 3, *imgsz, device=device)
     with torch.no_grad():
         for _ in range(2):  # dry runs build the grids

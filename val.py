@@ -13,6 +13,7 @@ import contextlib
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +22,8 @@ from tqdm import tqdm
 
 from data.config import check_dataset
 from data.loader import create_dataloader
-from models.weights import load_model
-from utils import amp, boxes, coco, metrics, nms
+from models import ensemble
+from utils import amp, boxes, coco, metrics, nms, sizes
 from utils.device import select_device
 from utils.paths import increment_path
 
@@ -31,29 +32,6 @@ ROOT = Path(__file__).resolve().parent
 HEADER = ("%22s" + "%11s" * 6) % ("Class", "Images", "Instances", "P", "R", "mAP50", "mAP50-95")
 ROW = "%22s" + "%11i" * 2 + "%11.3g" * 4
 LOSS_KEYS = ("task/box", "task/obj", "task/cls")
-
-
-class Ensemble(torch.nn.Module):
-    """Several models whose eval-mode predictions are concatenated along the box axis before NMS."""
-
-    def __init__(self, models):
-        super().__init__()
-        self.models = torch.nn.ModuleList(models)
-        first = models[0]
-        if any(m.nc != first.nc for m in models):
-            raise ValueError(f"ensemble models must share nc, got {[m.nc for m in models]}")
-        self.names, self.nc = first.names, first.nc
-        self.stride = max((m.stride for m in models), key=lambda s: float(s.max()))
-
-    def forward(self, x, augment: bool = False):
-        return torch.cat([m(x, augment=augment)[0] for m in self.models], 1), None
-
-
-def load_models(weights, device) -> torch.nn.Module:
-    """One model (or an Ensemble for several weights files), fused, eval mode, FP32 on ``device``."""
-    weights = [weights] if isinstance(weights, (str, Path)) else list(weights)
-    models = [load_model(w, device=device, fuse=True) for w in weights]
-    return models[0] if len(models) == 1 else Ensemble(models).eval()
 
 
 def output_to_target(output, max_det: int = 300) -> torch.Tensor:
@@ -119,11 +97,10 @@ def _model_setup(model, weights, device, half, imgsz, batch_size, project, name,
     device = select_device(device, batch_size=batch_size)
     save_dir = increment_path(Path(project) / name, exist_ok=exist_ok)
     (save_dir / "labels" if save_txt else save_dir).mkdir(parents=True, exist_ok=True)
-    model = load_models(weights, device)
+    model = ensemble.load(weights, device)
     precision = amp.inference_precision(device, half)
     model.half() if precision.dtype == torch.float16 else model.float()
-    gs = max(int(model.stride.max()), 32)
-    imgsz = int(np.ceil(imgsz / gs) * gs)
+    imgsz = sizes.check_img_size(imgsz, max(int(model.stride.max()), 32), floor=0, warn=False)
     return model, device, precision, imgsz, save_dir
 
 
@@ -132,7 +109,8 @@ def run(data, weights=None, batch_size=32, imgsz=640, conf_thres=0.001, iou_thre
         device="", workers=8, single_cls=False, augment=False, verbose=False, save_txt=False, save_conf=False,
         save_json=False, project=ROOT / "runs/val", name="exp", exist_ok=False, half=False, model=None,
         dataloader=None, save_dir=Path(""), plots=True, compute_loss=None, callbacks=None):
-    """Evaluate; returns ((mp, mr, map50, map, val_box, val_obj, val_cls), maps (nc,), (t_pre, t_inf, t_nms) ms).
+    """Evaluate; returns (metrics.ValResults(precision, recall, map50, map, box_loss, obj_loss, cls_loss),
+    maps (nc,), (t_pre, t_inf, t_nms) ms per image).
 
     ``data`` is a yaml path or a dict (see data.config.check_dataset). With ``model`` (train.py) the model is used
     as is, ``dataloader`` must be given, and no run directory or speed line is made.
@@ -140,7 +118,6 @@ def run(data, weights=None, batch_size=32, imgsz=640, conf_thres=0.001, iou_thre
     training = model is not None
     model, device, precision, imgsz, new_dir = _model_setup(model, weights, device, half, imgsz, batch_size, project,
                                                        name, exist_ok, save_txt)
-    save_dir = Path(save_dir) if training else new_dir
     data = data if training else check_dataset(data)  # train.py passes its already-checked dict
     model.eval()
     nc = 1 if single_cls else int(data["nc"])
@@ -152,10 +129,56 @@ def run(data, weights=None, batch_size=32, imgsz=640, conf_thres=0.001, iou_thre
         dataloader = create_dataloader(data[task], imgsz, batch_size, max(int(model.stride.max()), 32),
                                        single_cls, pad=0.5 if rect else 0.0, rect=rect, workers=workers,
                                        prefix=f"{task}: ", nc=int(data["nc"]), labels_dir=data.get("labels"))[0]
-    names = {0: "item"} if single_cls else dict(data.get("names") or model.names)  # the labels' own names
     is_coco = isinstance(data.get("val"), str) and data["val"].endswith("coco/val2017.txt")
-    class_map = coco.coco80_to_coco91() if is_coco else None
+    ctx = _Context(save_dir=Path(save_dir) if training else new_dir, training=training, nc=nc,
+                   names={0: "item"} if single_cls else dict(data.get("names") or model.names),  # the labels' own
+                   class_map=coco.coco80_to_coco91() if is_coco else None, is_coco=is_coco, plots=plots,
+                   save_txt=save_txt, save_conf=save_conf, save_json=save_json, single_cls=single_cls)
     acc = _Accumulator(nc, device, plots)
+    nms_kw = {"conf_thres": conf_thres, "iou_thres": iou_thres, "multi_label": True, "agnostic": single_cls,
+              "max_det": max_det, "time_limit": math.inf}
+    dt = _loop(model, dataloader, precision, augment, compute_loss, nms_kw, acc, ctx)
+    summary = _summarise(acc, nc)
+    _log_table(summary, acc.seen, ctx.names, (verbose or (nc < 50 and not training)) and nc > 1)
+    _run_callbacks(callbacks, summary, acc.cm)
+    t = tuple(x / max(acc.seen, 1) * 1e3 for x in dt)
+    if not training:
+        shape = (batch_size, 3, imgsz, imgsz)
+        LOGGER.info("Speed: %.1fms pre-process, %.1fms inference, %.1fms NMS per image at shape %s" % (*t, shape))
+    if plots:
+        _plot_metrics(summary, acc.cm, ctx.save_dir, ctx.names)
+    map50, map_ = summary.map50, summary.map
+    if save_json and acc.jdict:
+        map50, map_ = _coco_eval(acc.jdict, dataloader, data, weights, ctx, map50, map_)
+    model.float()
+    if not training:
+        _log_saved(ctx.save_dir, save_txt)
+    losses = [float(acc.loss[k]) / max(len(dataloader), 1) for k in LOSS_KEYS]
+    results = metrics.ValResults(float(summary.mp), float(summary.mr), float(map50), float(map_), *losses)
+    return results, _per_class_maps(summary, nc, map_), t
+
+
+@dataclass
+class _Context:
+    """What one validation run writes where, fixed before the loop starts."""
+
+    save_dir: Path
+    training: bool
+    nc: int
+    names: dict
+    class_map: list | None
+    is_coco: bool
+    plots: bool
+    save_txt: bool
+    save_conf: bool
+    save_json: bool
+    single_cls: bool
+
+
+def _loop(model, dataloader, precision, augment: bool, compute_loss, nms_kw: dict, acc: _Accumulator,
+          ctx: _Context) -> list:
+    """Run the model over ``dataloader`` into ``acc``; returns [pre-process, inference, NMS] seconds in total."""
+    device = acc.iouv.device
     dt = [0.0, 0.0, 0.0]
     pbar = tqdm(dataloader, desc=HEADER, bar_format="{l_bar}{bar:10}{r_bar}", disable=not LOGGER.isEnabledFor(20))
     for batch_i, (im, targets, paths, shapes) in enumerate(pbar):
@@ -176,23 +199,32 @@ def run(data, weights=None, batch_size=32, imgsz=640, conf_thres=0.001, iou_thre
         targets[:, 2:] *= torch.tensor((im.shape[3], im.shape[2]) * 2, device=device)
         # No NMS time limit: upstream's 0.5 + 0.05 * bs seconds silently drops images on a busy CPU, which
         # makes mAP depend on machine load (the pre-NMS top-k cap bounds the cost instead).
-        out = nms.non_max_suppression(preds, conf_thres, iou_thres, multi_label=True, agnostic=single_cls,
-                                      max_det=max_det, time_limit=math.inf)
+        out = nms.non_max_suppression(preds, **nms_kw)
         t3 = _sync(device)
         dt = [dt[0] + t1 - t0, dt[1] + t2 - t1, dt[2] + t3 - t2]
         for si, pred in enumerate(out):
-            if single_cls:
-                pred[:, 5] = 0
-            shape0, ratio_pad = shapes[si]
-            predn = acc.add_image(pred, targets[targets[:, 0] == si, 1:], im.shape[2:], shape0, ratio_pad)
-            if save_txt:
-                save_one_txt(predn, save_conf, shape0, save_dir / "labels" / f"{Path(paths[si]).stem}.txt")
-            if save_json:
-                acc.jdict += coco.predictions(predn, paths[si], class_map)
-        if plots and batch_i < 3:
-            _plot_batch(im, targets, out, paths, save_dir, batch_i, names)
-    return _finish(acc, dataloader, data, names, nc, model, weights, dt, imgsz, batch_size, training, verbose,
-                   plots, save_dir, save_json, save_txt, is_coco, class_map, callbacks)
+            _add_image(acc, ctx, pred, targets[targets[:, 0] == si, 1:], im.shape[2:], shapes[si], paths[si])
+        if ctx.plots and batch_i < 3:
+            _plot_batch(im, targets, out, paths, ctx.save_dir, batch_i, ctx.names)
+    return dt
+
+
+def _add_image(acc: _Accumulator, ctx: _Context, pred, labels, im_shape, shape, path):
+    """One image's NMS output into the stats, and its --save-txt / --save-json rows."""
+    if ctx.single_cls:
+        pred[:, 5] = 0
+    shape0, ratio_pad = shape
+    predn = acc.add_image(pred, labels, im_shape, shape0, ratio_pad)
+    if ctx.save_txt:
+        save_one_txt(predn, ctx.save_conf, shape0, ctx.save_dir / "labels" / f"{Path(path).stem}.txt")
+    if ctx.save_json:
+        acc.jdict += coco.predictions(predn, path, ctx.class_map)
+
+
+def _log_saved(save_dir: Path, save_txt: bool):
+    n_txt = len(list((save_dir / "labels").glob("*.txt"))) if save_txt else 0
+    LOGGER.info("Results saved to %s%s", save_dir, f"\n{n_txt} labels saved to {save_dir / 'labels'}"
+                if save_txt else "")
 
 
 def _sync(device) -> float:
@@ -208,62 +240,90 @@ def _plot_batch(im, targets, out, paths, save_dir, batch_i, names):
     batch_plots.plot_images(im, output_to_target(out), paths, save_dir / f"val_batch{batch_i}_pred.jpg", names)
 
 
-def _finish(acc, dataloader, data, names, nc, model, weights, dt, imgsz, batch_size, training, verbose, plots,
-            save_dir, save_json, save_txt, is_coco, class_map, callbacks):
+@dataclass
+class _Summary:
+    """Dataset-level numbers from the accumulated stats; ``ap_stats`` is None when nothing was predicted."""
+
+    nt: np.ndarray  # (nc,) label counts
+    mp: float = 0.0
+    mr: float = 0.0
+    map50: float = 0.0
+    map: float = 0.0
+    ap_stats: metrics.APStats | None = None
+
+    @property
+    def ap50(self):
+        return None if self.ap_stats is None else self.ap_stats.ap[:, 0]
+
+    @property
+    def ap(self):  # (nc,) AP@0.5:0.95 per class
+        return None if self.ap_stats is None else self.ap_stats.ap.mean(1)
+
+
+def _summarise(acc: _Accumulator, nc: int) -> _Summary:
     stats = [torch.cat(x, 0).cpu().numpy() for x in zip(*acc.stats)]
-    mp = mr = map50 = map_ = 0.0
-    tp = fp = f1 = ap50 = ap = ap_class = p = r = None
-    if len(stats) and stats[0].any():
-        tp, fp, p, r, f1, ap, ap_class = metrics.ap_per_class(*stats, plot=plots, save_dir=save_dir, names=names)
-        ap50, ap = ap[:, 0], ap.mean(1)
-        mp, mr, map50, map_ = p.mean(), r.mean(), ap50.mean(), ap.mean()
     nt = np.bincount(stats[3].astype(int), minlength=nc) if len(stats) else np.zeros(nc, dtype=int)
+    if not (len(stats) and stats[0].any()):
+        return _Summary(nt)
+    s = metrics.ap_per_class(*stats)
+    ap = s.ap.mean(1)
+    return _Summary(nt, s.p.mean(), s.r.mean(), s.ap[:, 0].mean(), ap.mean(), s)
+
+
+def _log_table(summary: _Summary, seen: int, names: dict, per_class: bool):
     LOGGER.info(HEADER)
-    LOGGER.info(ROW % ("all", acc.seen, nt.sum(), mp, mr, map50, map_))
-    if nt.sum() == 0:
+    LOGGER.info(ROW % ("all", seen, summary.nt.sum(), summary.mp, summary.mr, summary.map50, summary.map))
+    if summary.nt.sum() == 0:
         LOGGER.warning("no labels found in set, can not compute metrics without labels")
-    if (verbose or (nc < 50 and not training)) and nc > 1 and ap_class is not None:
-        for i, c in enumerate(ap_class):
-            LOGGER.info(ROW % (names.get(int(c), str(c)), acc.seen, nt[c], p[i], r[i], ap50[i], ap[i]))
-    if callbacks is not None:  # upstream's hook signature
-        callbacks.run("on_val_end", nt, tp, fp, p, r, f1, ap, ap50, ap_class, acc.cm)
-    t = tuple(x / max(acc.seen, 1) * 1e3 for x in dt)
-    if not training:
-        shape = (batch_size, 3, imgsz, imgsz)
-        LOGGER.info("Speed: %.1fms pre-process, %.1fms inference, %.1fms NMS per image at shape %s" % (*t, shape))
-    if plots and acc.cm is not None:
-        acc.cm.plot(save_dir=save_dir, names=list(names.values()))
-    if save_json and acc.jdict:
-        map50, map_ = _coco_eval(acc.jdict, dataloader, data, names, weights, save_dir, is_coco, class_map,
-                                 map50, map_)
-    model.float()
-    if not training:
-        n_txt = len(list((save_dir / "labels").glob("*.txt"))) if save_txt else 0
-        LOGGER.info("Results saved to %s%s", save_dir, f"\n{n_txt} labels saved to {save_dir / 'labels'}"
-                    if save_txt else "")
+    s = summary.ap_stats
+    if per_class and s is not None:
+        for i, c in enumerate(s.classes):
+            LOGGER.info(ROW % (names.get(int(c), str(c)), seen, summary.nt[c], s.p[i], s.r[i], summary.ap50[i],
+                               summary.ap[i]))
+
+
+def _run_callbacks(callbacks, summary: _Summary, cm):
+    if callbacks is None:
+        return
+    s = summary.ap_stats
+    tp, fp, p, r, f1, ap_class = (None,) * 6 if s is None else (s.tp, s.fp, s.p, s.r, s.f1, s.classes)
+    callbacks.run("on_val_end", summary.nt, tp, fp, p, r, f1, summary.ap, summary.ap50, ap_class, cm)  # upstream's
+
+
+def _plot_metrics(summary: _Summary, cm, save_dir: Path, names: dict):
+    """PR/F1/P/R curves (when anything was predicted) and the confusion matrix, drawn by utils.metric_plots."""
+    from utils import metric_plots  # matplotlib only when plotting
+
+    if summary.ap_stats is not None:
+        metric_plots.plot_ap_curves(summary.ap_stats, save_dir, names)
+    if cm is not None:
+        metric_plots.plot_confusion_matrix(cm.matrix, save_dir / "confusion_matrix.png", list(names.values()))
+
+
+def _per_class_maps(summary: _Summary, nc: int, map_: float) -> np.ndarray:
+    """(nc,) mAP50-95 per class; classes without stats get the overall ``map_`` (pycocotools' on COCO, as upstream)."""
     maps = np.zeros(nc) + map_
-    if ap_class is not None:
-        for i, c in enumerate(ap_class):
-            maps[c] = ap[i]
-    losses = [float(acc.loss[k]) / max(len(dataloader), 1) for k in LOSS_KEYS]
-    return (float(mp), float(mr), float(map50), float(map_), *losses), maps, t
+    if summary.ap_stats is not None:
+        for i, c in enumerate(summary.ap_stats.classes):
+            maps[c] = summary.ap[i]
+    return maps
 
 
-def _coco_eval(jdict, dataloader, data, names, weights, save_dir, is_coco, class_map, map50, map_):
+def _coco_eval(jdict, dataloader, data, weights, ctx: _Context, map50, map_):
     """Write predictions (and, for non-COCO data, ground truth built from the labels) and run pycocotools.
 
     With COCO's official annotations its mAPs replace ours (as upstream); otherwise they are reported beside.
     """
     w = Path(weights[0] if isinstance(weights, (list, tuple)) else weights or "model").stem
-    pred_json = coco.save_json(jdict, save_dir / f"{w}_predictions.json")
+    pred_json = coco.save_json(jdict, ctx.save_dir / f"{w}_predictions.json")
     LOGGER.info("Evaluating pycocotools mAP... saving %s", pred_json)
     anno = Path(data.get("path", "")) / "annotations" / "instances_val2017.json"
     ds = dataloader.dataset
-    if not (is_coco and anno.exists()):
-        gt = coco.ground_truth(ds.im_files, ds.labels, ds.shapes, names, class_map)
-        anno = coco.save_json(gt, save_dir / "ground_truth.json")
+    if not (ctx.is_coco and anno.exists()):
+        gt = coco.ground_truth(ds.im_files, ds.labels, ds.shapes, ctx.names, ctx.class_map)
+        anno = coco.save_json(gt, ctx.save_dir / "ground_truth.json")
     stats = coco.evaluate(anno, pred_json, img_ids=[coco.image_id(f) for f in ds.im_files])
-    if stats is not None and is_coco:
+    if stats is not None and ctx.is_coco:
         map_, map50 = float(stats[0]), float(stats[1])
     return map50, map_
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import val
-from utils import coco
+from utils import coco, metrics
 from utils.callbacks import Callbacks
 
 SPLITS = {"val": "coco8/images/val", "train": "coco8/images/train"}
@@ -59,6 +59,7 @@ def test_coco8_matches_upstream_reference(coco8_runs, reference_json, task):
 def test_coco8_return_contract(coco8_runs, coco8_names):
     r = coco8_runs["val"]
     assert len(r["results"]) == 7 and r["results"][4:] == (0.0, 0.0, 0.0)  # no compute_loss: zero val losses
+    assert isinstance(r["results"], metrics.ValResults) and r["results"].map == r["results"][3]
     assert r["maps"].shape == (80,) and r["maps"][0] == pytest.approx(r["per_class"]["person"][3])
     assert r["maps"][1] == pytest.approx(r["results"][3])  # absent class: overall mAP
     assert len(r["times"]) == 3 and all(t >= 0 for t in r["times"])

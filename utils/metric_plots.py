@@ -1,6 +1,7 @@
 """Evaluation figures: PR curve, metric-vs-confidence curves (F1, P, R) and the confusion matrix.
 
-Inputs are plain numpy arrays produced by ``utils.metrics``; every function writes one PNG and returns its path.
+Inputs are plain numpy arrays produced by ``utils.metrics`` (which never imports this module, so metrics stays
+matplotlib-free); every ``plot_*`` function writes one PNG and returns its path.
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from utils import metrics
 
 LOGGER = logging.getLogger(__name__)
 
@@ -45,14 +48,12 @@ def plot_pr_curve(px: np.ndarray, py: list, ap: np.ndarray, path, names: dict) -
 
 def plot_mc_curve(px: np.ndarray, py: np.ndarray, path, names: dict, xlabel="Confidence", ylabel="Metric") -> Path:
     """Metric vs confidence per class (py: (nc, 1000) over px) plus the 5%-smoothed class mean and its maximum."""
-    from utils.metrics import smooth
-
     fig, ax = plt.subplots(1, 1, figsize=(9, 6), tight_layout=True)
     legend = 0 < len(names) < 21
     for i, y in enumerate(py):
         ax.plot(px, y, linewidth=1, label=f"{names.get(i, i)}" if legend else None)
     if len(py):
-        y = smooth(py.mean(0), 0.05)
+        y = metrics.smooth(py.mean(0), 0.05)
         i = y.argmax()
         ax.plot(px, y, linewidth=3, color="blue", label=f"all classes {y[i]:.2f} at {px[i]:.3f}")
     ax.set(xlabel=xlabel, ylabel=ylabel, xlim=(0, 1), ylim=(0, 1), title=f"{ylabel}-Confidence Curve")
@@ -80,3 +81,15 @@ def plot_confusion_matrix(matrix: np.ndarray, path, names=(), normalize: bool = 
         ax.set_yticks(range(nc + 1), ticks, fontsize=8)
     ax.set(xlabel="True", ylabel="Predicted", title="Confusion Matrix")
     return _save(fig, path)
+
+
+def plot_ap_curves(stats: metrics.APStats, save_dir, names: dict, prefix: str = "") -> list[Path]:
+    """PR_curve.png, F1_curve.png, P_curve.png and R_curve.png under ``save_dir`` from ``metrics.ap_per_class``
+    output; names: {class id: name}, looked up for the classes present."""
+    c = stats.curves
+    present = {i: names.get(int(k), str(int(k))) for i, k in enumerate(stats.classes)}
+    save_dir = Path(save_dir)
+    return [plot_pr_curve(c.px, c.pr, stats.ap, save_dir / f"{prefix}PR_curve.png", present),
+            plot_mc_curve(c.px, c.f1, save_dir / f"{prefix}F1_curve.png", present, ylabel="F1"),
+            plot_mc_curve(c.px, c.p, save_dir / f"{prefix}P_curve.png", present, ylabel="Precision"),
+            plot_mc_curve(c.px, c.r, save_dir / f"{prefix}R_curve.png", present, ylabel="Recall")]

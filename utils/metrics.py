@@ -6,7 +6,7 @@ and the detection-order tie rule in ``match_predictions``.
 """
 from __future__ import annotations
 
-from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -98,13 +98,38 @@ def _class_curves(tp, conf, n_labels, px):
     return ap, p, r, pr
 
 
-def ap_per_class(tp, conf, pred_cls, target_cls, plot=False, save_dir=".", names={}, prefix=""):  # noqa: B006
-    """Average precision per class (upstream ``ap_per_class``).
+class Curves(NamedTuple):
+    """The curves behind the metrics, for plots: px is the (1000,) confidence grid (and recall grid for ``pr``);
+    p, r, f1 are (nc, 1000) per class vs confidence at IoU 0.5; pr is a list, one (1000,) precision-vs-recall
+    curve per class that has predictions (in class order)."""
+
+    px: np.ndarray
+    pr: list
+    p: np.ndarray
+    r: np.ndarray
+    f1: np.ndarray
+
+
+class APStats(NamedTuple):
+    """``ap_per_class`` output: tp, fp, p, r, f1 (nc,) at the confidence maximising the smoothed mean F1, ap (nc, T),
+    classes (nc,) int ids, and the full curves."""
+
+    tp: np.ndarray
+    fp: np.ndarray
+    p: np.ndarray
+    r: np.ndarray
+    f1: np.ndarray
+    ap: np.ndarray
+    classes: np.ndarray
+    curves: Curves
+
+
+def ap_per_class(tp, conf, pred_cls, target_cls) -> APStats:
+    """Average precision per class (upstream ``ap_per_class``, less its plotting: see utils.metric_plots).
 
     tp: (n, T) bool/0-1 correctness of every prediction at T IoU thresholds; conf, pred_cls: (n,);
     target_cls: (m,) classes of all labels. Classes are the unique target classes (predicted-only classes
-    are ignored). Returns (tp, fp, p, r, f1, ap, classes): counts, P, R and F1 per class at the confidence
-    maximising the smoothed mean F1, ap (nc, T), and the class ids (int).
+    are ignored).
     """
     tp, conf, pred_cls, target_cls = (np.asarray(a) for a in (tp, conf, pred_cls, target_cls))
     tp = tp.astype(np.float64).reshape(len(conf), -1)
@@ -121,24 +146,24 @@ def ap_per_class(tp, conf, pred_cls, target_cls, plot=False, save_dir=".", names
         ap[ci], p[ci], r[ci], pr = _class_curves(tp[mask], conf[mask], nt[ci], px)
         py.append(pr)
     f1 = 2 * p * r / (p + r + EPS)
-    if plot:
-        _plot_curves(px, py, ap, p, r, f1, save_dir, names, classes, prefix)
+    curves = Curves(px, py, p, r, f1)
     i = smooth(f1.mean(0), 0.1).argmax() if nc else 0
     p, r, f1 = p[:, i], r[:, i], f1[:, i]
     tp = (r * nt).round()
     fp = (tp / (p + EPS) - tp).round()
-    return tp, fp, p, r, f1, ap, classes.astype(int)
+    return APStats(tp, fp, p, r, f1, ap, classes.astype(int), curves)
 
 
-def _plot_curves(px, py, ap, p, r, f1, save_dir, names, classes, prefix):
-    from utils import metric_plots  # matplotlib only when plotting
+class ValResults(NamedTuple):
+    """What val.run reports per run, in train.py's results.csv order (so it also works as the old 7-tuple)."""
 
-    present = {i: names.get(int(c), str(int(c))) for i, c in enumerate(classes)}
-    save_dir = Path(save_dir)
-    metric_plots.plot_pr_curve(px, py, ap, save_dir / f"{prefix}PR_curve.png", present)
-    metric_plots.plot_mc_curve(px, f1, save_dir / f"{prefix}F1_curve.png", present, ylabel="F1")
-    metric_plots.plot_mc_curve(px, p, save_dir / f"{prefix}P_curve.png", present, ylabel="Precision")
-    metric_plots.plot_mc_curve(px, r, save_dir / f"{prefix}R_curve.png", present, ylabel="Recall")
+    precision: float
+    recall: float
+    map50: float
+    map: float
+    box_loss: float
+    obj_loss: float
+    cls_loss: float
 
 
 class ConfusionMatrix:
@@ -186,8 +211,3 @@ class ConfusionMatrix:
         tp = self.matrix.diagonal()
         fp = self.matrix.sum(1) - tp
         return tp[:-1], fp[:-1]
-
-    def plot(self, save_dir=".", names=(), normalize: bool = True):
-        from utils import metric_plots
-
-        metric_plots.plot_confusion_matrix(self.matrix, Path(save_dir) / "confusion_matrix.png", names, normalize)

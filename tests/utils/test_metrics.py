@@ -39,7 +39,7 @@ def test_ap_per_class_two_classes():
     conf = np.array([0.9, 0.8, 0.7, 0.6, 0.95])
     pred_cls = np.array([0, 0, 0, 0, 1])
     target_cls = np.array([0, 0, 0, 1, 1])
-    _, _, p, r, _, ap, classes = metrics.ap_per_class(tp, conf, pred_cls, target_cls)
+    _, _, p, r, _, ap, classes, _ = metrics.ap_per_class(tp, conf, pred_cls, target_cls)
     assert classes.tolist() == [0, 1]
     assert ap[:, 0] == pytest.approx([0.83, 0.75], abs=1e-9)
     assert p[1] == pytest.approx(1.0) and r[1] == pytest.approx(0.5)
@@ -47,7 +47,7 @@ def test_ap_per_class_two_classes():
 
 def test_ap_per_class_ignores_predicted_only_classes_and_zero_for_unpredicted():
     tp = np.ones((2, 10), dtype=bool)
-    _, _, p, r, _, ap, classes = metrics.ap_per_class(tp, np.array([0.9, 0.8]), np.array([0, 7]), np.array([0, 3]))
+    _, _, p, r, _, ap, classes, _ = metrics.ap_per_class(tp, np.array([0.9, 0.8]), np.array([0, 7]), np.array([0, 3]))
     assert classes.tolist() == [0, 3]  # class 7 has no labels: ignored
     assert ap[0, 0] == pytest.approx(0.995) and ap[1].sum() == 0  # class 3 has no predictions: AP 0
     assert p[0] == pytest.approx(1.0) and r[0] == pytest.approx(1.0) and r[1] == 0
@@ -151,12 +151,41 @@ def test_fitness_weights():
     assert metrics.fitness(np.array([[0.5, 0.5, 0.8, 0.4]])) == pytest.approx([0.1 * 0.8 + 0.9 * 0.4])
 
 
-def test_curves_and_confusion_plots_written(tmp_path):
+def test_ap_per_class_returns_the_curves_it_reports_from():
     tp = np.array([[1], [0], [1]], dtype=bool)
-    metrics.ap_per_class(tp, np.array([0.9, 0.5, 0.3]), np.array([0, 0, 1]), np.array([0, 1]),
-                         plot=True, save_dir=tmp_path, names={0: "a", 1: "b"})
-    cm = metrics.ConfusionMatrix(nc=2)
-    cm.matrix[0, 0] = 3
-    cm.plot(tmp_path, names={0: "a", 1: "b"})
+    s = metrics.ap_per_class(tp, np.array([0.9, 0.5, 0.3]), np.array([0, 0, 1]), np.array([0, 1]))
+    c = s.curves
+    assert c.px.shape == (1000,) and c.p.shape == c.r.shape == c.f1.shape == (2, 1000)
+    assert len(c.pr) == 2 and all(pr.shape == (1000,) for pr in c.pr)
+    i = metrics.smooth(c.f1.mean(0), 0.1).argmax()  # the reported P/R/F1 are the curves at the best mean F1
+    assert np.array_equal(s.p, c.p[:, i]) and np.array_equal(s.r, c.r[:, i]) and np.array_equal(s.f1, c.f1[:, i])
+
+
+def test_metrics_never_imports_plotting():
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse(Path(metrics.__file__).read_text())
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {f"{n.module}.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+    assert not [m for m in imported if "metric_plots" in m or "matplotlib" in m]
+
+
+def test_val_results_field_order_is_the_old_tuple():
+    r = metrics.ValResults(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+    assert r._fields == ("precision", "recall", "map50", "map", "box_loss", "obj_loss", "cls_loss")
+    assert tuple(r) == (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7) and r[4:] == (0.5, 0.6, 0.7)
+    assert np.array(r).tolist() == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]  # what train.py does with it
+
+
+def test_curves_and_confusion_plots_written(tmp_path):
+    from utils import metric_plots
+
+    tp = np.array([[1], [0], [1]], dtype=bool)
+    s = metrics.ap_per_class(tp, np.array([0.9, 0.5, 0.3]), np.array([0, 0, 1]), np.array([0, 1]))
+    paths = metric_plots.plot_ap_curves(s, tmp_path, names={0: "a", 1: "b"})
+    matrix = np.zeros((3, 3))
+    matrix[0, 0] = 3
+    paths.append(metric_plots.plot_confusion_matrix(matrix, tmp_path / "confusion_matrix.png", ["a", "b"]))
     for name in ("PR_curve", "F1_curve", "P_curve", "R_curve", "confusion_matrix"):
-        assert (tmp_path / f"{name}.png").stat().st_size > 1000
+        assert (tmp_path / f"{name}.png").stat().st_size > 1000 and tmp_path / f"{name}.png" in paths
