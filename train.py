@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 import time
 from dataclasses import dataclass
@@ -34,11 +33,12 @@ from engine.state import LoopOptions, Progress, Trainer
 from engine.step import Step, StepContext, StepFactory, detection_step
 from models import weights as model_weights
 from models.yolo import Model
-from utils import amp, autoanchor, dist, optim, results
+from utils import amp, autoanchor, dist, optim, results, sizes
 from utils.callbacks import Callbacks
 from utils.device import select_device
 from utils.ema import ModelEMA
 from utils.loss import ComputeLoss
+from utils.metrics import ValResults
 from utils.paths import increment_path
 from utils.seed import init_seeds
 
@@ -71,13 +71,6 @@ def plain_opt(opt: argparse.Namespace) -> dict:
         return v
     return {k: clean(v) for k, v in vars(opt).items()}
 
-
-def check_img_size(imgsz: int, gs: int) -> int:
-    """Round up to a multiple of the max stride, with a floor of 2 * gs."""
-    new = max(math.ceil(int(imgsz) / gs) * gs, 2 * gs)
-    if new != imgsz:
-        LOGGER.warning(f"WARNING: --img-size {imgsz} must be multiple of max stride {gs}, updating to {new}")
-    return new
 
 
 def prepare_anchors(model: nn.Module, dataset, hyp: dict, imgsz: int, seed: int, autoanchor_check: bool) -> None:
@@ -217,7 +210,7 @@ def build_inputs(opt: argparse.Namespace, device: torch.device, save_dir: Path) 
     ckpt = model_weights.load_checkpoint(weights) if weights.endswith(".pt") else None
     model = build_model(opt, hyp, nc, names, ckpt, device)
     stride = max(int(model.stride.max()), 32)
-    imgsz = check_img_size(opt.imgsz, stride)
+    imgsz = sizes.check_img_size(opt.imgsz, stride)
     batch_size = opt.batch_size if opt.batch_size > 0 else 16  # AutoBatch: CPU fallback of upstream
     train_loader, dataset, val_loader = build_loaders(opt, hyp, data, nc, imgsz, batch_size, stride)
     if not opt.resume:
@@ -286,7 +279,7 @@ def build_run(opt: argparse.Namespace, device: torch.device, step_factory: StepF
 # --------------------------------------------------------------------------------------------- entry points
 
 
-def finish(trainer: Trainer, evaluation: Evaluation, res: tuple) -> tuple:
+def finish(trainer: Trainer, evaluation: Evaluation, res: ValResults) -> ValResults:
     """Strip last/best, re-validate best.pt with plots, write results.png."""
     weights_dir, plots = trainer.weights_dir, trainer.options.plots
     for f in (weights_dir / "last.pt", weights_dir / "best.pt"):
@@ -303,7 +296,7 @@ def finish(trainer: Trainer, evaluation: Evaluation, res: tuple) -> tuple:
 
 
 def train(opt: argparse.Namespace, device: torch.device, step_factory: StepFactory | None = None,
-          callbacks: Callbacks | None = None) -> tuple:
+          callbacks: Callbacks | None = None) -> ValResults:
     """Set up, run the epochs, finish. Returns the final validation results."""
     trainer, evaluation = build_run(opt, device, step_factory or detection_step, callbacks or Callbacks())
     t0 = time.time()

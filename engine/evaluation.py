@@ -13,6 +13,7 @@ from torch import nn
 from models import weights as model_weights
 from utils.callbacks import Callbacks
 from utils.loss import ComputeLoss
+from utils.metrics import ValResults
 
 LOGGER = logging.getLogger("train")
 
@@ -33,7 +34,7 @@ class Evaluation:
     callbacks: Callbacks
     run_val: Callable[..., tuple]  # val.run
 
-    def __call__(self, model: nn.Module, half: bool, plots: bool) -> tuple[tuple, np.ndarray]:
+    def __call__(self, model: nn.Module, half: bool, plots: bool) -> tuple[ValResults, np.ndarray]:
         """Inference in the training precision (upstream: ``half=amp``); val.py keeps the EMA itself FP32 under
         bf16 (autocast, no conversion) and computes losses and metrics in FP32."""
         res, maps, _ = self.run_val(self.data, batch_size=self.batch_size, imgsz=self.imgsz, half=half, model=model,
@@ -41,7 +42,7 @@ class Evaluation:
                                     plots=plots, callbacks=self.callbacks, compute_loss=self.compute_loss)
         return res, maps
 
-    def final(self, weights: Path, device: torch.device, plots: bool) -> tuple:
+    def final(self, weights: Path, device: torch.device, plots: bool) -> ValResults:
         """best.pt, fused, in FP32, with upstream's final settings (COCO: IoU 0.65 and a JSON for pycocotools)."""
         LOGGER.info(f"\nValidating {weights}...")
         is_coco = str(self.data.get("val", "")).endswith("coco/val2017.txt")

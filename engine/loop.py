@@ -17,6 +17,7 @@ from data.loader import random_imgsz, resize_batch
 from engine.checkpointing import save_run
 from engine.state import Trainer
 from utils import dist, metrics, optim, results
+from utils.metrics import ValResults
 
 LOGGER = logging.getLogger("train")
 GRAD_CLIP = 10.0
@@ -193,7 +194,7 @@ def end_epoch(trainer: Trainer, epoch: int, means: dict, lrs: list, stopper: Ear
     return stop
 
 
-def train_epochs(trainer: Trainer) -> tuple:
+def train_epochs(trainer: Trainer) -> ValResults:
     """The epoch loop. Returns the last validation results."""
     options, progress = trainer.options, trainer.progress
     stopper = EarlyStopping(options.patience)

@@ -17,10 +17,11 @@ from engine.step import DETECTION_TERMS, Step
 from utils import amp, dist
 from utils.callbacks import Callbacks
 from utils.ema import ModelEMA
+from utils.metrics import ValResults
 
 # validate(model, half, plots) -> (P, R, mAP50, mAP50-95, val box, obj, cls), per-class mAP50-95
-Validator = Callable[[nn.Module, bool, bool], tuple[tuple, np.ndarray]]
-NO_RESULTS = (0.0,) * 7
+Validator = Callable[[nn.Module, bool, bool], tuple[ValResults, np.ndarray]]
+NO_RESULTS = ValResults(*(0.0,) * 7)
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class Progress:
     accumulate: int = 1  # batches per optimiser step (nominal batch 64; ramps up during warmup)
     last_opt_step: int = -1
     class_maps: np.ndarray | None = None  # per-class mAP50-95 of the last validation (--image-weights)
-    results: tuple = NO_RESULTS  # the last validation's metrics and losses
+    results: ValResults = NO_RESULTS  # the last validation's metrics and losses
     term_names: list[str] = field(default_factory=lambda: list(DETECTION_TERMS))
 
 

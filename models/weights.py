@@ -6,7 +6,6 @@ plain data that ``torch.load(weights_only=True)`` reads and that no refactor of 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import torch
 
