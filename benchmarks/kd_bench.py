@@ -37,13 +37,10 @@ epoch of each attempt (start-up). The report is ``<results>/<bench>.{md,csv,png}
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
-import math
 import os
 import shlex
-import subprocess
 import sys
 import threading
 import time
@@ -58,6 +55,9 @@ for _p in (ROOT, ROOT / "benchmarks"):
         sys.path.insert(0, str(_p))
 
 from kd_presets import BENCHES, GAINS_X2, NO_TEACHER, SHARED, Bench  # noqa: E402
+from kd_data import nwpu_quick_dataset, quick_dataset  # noqa: E402
+from kd_report import build_report, is_no_teacher_recipe, load_teachers  # noqa: E402,F401
+from kd_runs import RunLock, epoch_timing, kd_diagnostic, rel, results_rows, run_training, write_atomic  # noqa: E402,F401
 
 LOGGER = logging.getLogger("kd_bench")
 EVAL_LOCK = threading.Lock()  # val.run in-process: one evaluation at a time when runs go in parallel
@@ -114,66 +114,7 @@ def write_hyp(hyp_dir: Path, overrides: dict[str, float], generator: str = "benc
     return path
 
 
-def rel(path: Path | str) -> str:
-    """Path relative to the repo root where possible (commands in the report stay short and portable)."""
-    path = Path(path).resolve()
-    if path.is_relative_to(ROOT.parent):  # the repo and ../shared
-        return os.path.relpath(path, ROOT)
-    return str(path)
-
-
-# --------------------------------------------------------------------------------------------- quick subset
-def quick_dataset(tmp: Path, data: str, quick: dict) -> Path:
-    """A small BCCD subset: yaml + txt lists of the first images of train and val, labels from the VOC cache."""
-    from data.config import check_dataset
-
-    d = check_dataset(str(ROOT / data) if (ROOT / data).exists() else data)
-    tmp.mkdir(parents=True, exist_ok=True)
-    out = {"path": str(tmp), "names": d["names"], "labels": d["labels"]}
-    for split, n in (("train", quick["train_images"]), ("val", quick["val_images"])):
-        lines = [s for s in Path(d[split]).read_text().splitlines() if s.strip()][:n]
-        (tmp / f"{split}.txt").write_text("\n".join(lines) + "\n")
-        out[split] = f"{split}.txt"
-    path = tmp / "BCCD-quick.yaml"
-    path.write_text(yaml.safe_dump(out, sort_keys=False))
-    return path
-
-
-def nwpu_quick_dataset(tmp: Path, quick: dict) -> Path:
-    """The first images of the published NWPU folder (under DATASETS_DIR), converted by nwpu2yolo into ``tmp``
-    with the usual seeded split: a yaml over train_images + val_images of them. The source is only read."""
-    from data.config import datasets_dir
-    from data.scripts import nwpu2yolo
-
-    src = datasets_dir() / nwpu2yolo.SOURCE_NAME
-    if not (src / nwpu2yolo.POSITIVE).is_dir():
-        raise SystemExit(nwpu2yolo.missing_source_message([src]))
-    n = quick["train_images"] + quick["val_images"]
-    subset = tmp / "source"
-    for sub in (nwpu2yolo.POSITIVE, nwpu2yolo.TRUTH):
-        (subset / sub).mkdir(parents=True, exist_ok=True)
-    for im in sorted((src / nwpu2yolo.POSITIVE).glob("*.jpg"))[:n]:  # symlinks: nothing copied
-        for f, link in ((im, subset / nwpu2yolo.POSITIVE / im.name),
-                        (src / nwpu2yolo.TRUTH / f"{im.stem}.txt", subset / nwpu2yolo.TRUTH / f"{im.stem}.txt")):
-            if not link.exists():
-                link.symlink_to(f.resolve())
-    out = tmp / "NWPU-quick"
-    nwpu2yolo.convert(subset, out, val_fraction=quick["val_images"] / n)
-    cfg = {"path": str(out), "train": "images/train", "val": "images/val", "names": dict(enumerate(nwpu2yolo.NAMES))}
-    path = tmp / "NWPU-quick.yaml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return path
-
-
 # --------------------------------------------------------------------------------------------- runs
-def results_rows(run_dir: Path) -> list[dict[str, str]]:
-    path = run_dir / "results.csv"
-    if not path.exists():
-        return []
-    with open(path) as f:
-        return [{k.strip(): v.strip() for k, v in row.items()} for row in csv.DictReader(f)]
-
-
 def train_command(args, arm: str, seed: int, run_dir: Path, hyp: Path, data: str, teacher: Path | None) -> list[str]:
     bench: Bench = args.bench
     script = "train.py" if arm in NO_TEACHER or arm == "teacher" else "train_kd.py"
@@ -239,71 +180,6 @@ def display(cmd: list[str], env_prefix: str) -> str:
     return env_prefix + shlex.join(["python", *cmd[1:]])
 
 
-def run_training(cmd: list[str], run_dir: Path, env: dict) -> int:
-    """Run ``cmd`` in the repo root, log to run_dir/train.log, record 'time rows' lines as results.csv grows."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    times = open(run_dir / "epoch_times.txt", "a")
-    times.write(f"{time.time():.3f} start\n")
-    times.flush()
-    with open(run_dir / "train.log", "a") as log:
-        log.write(f"\n$ {shlex.join(cmd)}\n")
-        log.flush()
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        last = len(results_rows(run_dir))
-        try:
-            while proc.poll() is None:
-                time.sleep(1.0)
-                n = len(results_rows(run_dir))
-                if n != last:
-                    times.write(f"{time.time():.3f} {n}\n")
-                    times.flush()
-                    last = n
-        except KeyboardInterrupt:  # let train.py save last.pt, then stop
-            proc.wait()
-            raise
-        n = len(results_rows(run_dir))
-        if n != last:
-            times.write(f"{time.time():.3f} {n}\n")
-    times.write(f"{time.time():.3f} end\n")
-    times.close()
-    return proc.returncode
-
-
-def epoch_timing(run_dir: Path) -> dict:
-    """Seconds per epoch (mean interval between results.csv rows, first row of each attempt excluded) and the
-    wall time of all attempts, from epoch_times.txt."""
-    path = run_dir / "epoch_times.txt"
-    intervals, total, start, prev, first_rows = [], 0.0, None, None, []
-    for line in path.read_text().splitlines() if path.exists() else []:
-        t, what = line.split()[:2]
-        t = float(t)
-        if what == "start":
-            start, prev = t, None
-        elif what == "end":
-            if start is not None:
-                total += t - start
-            start = prev = None
-        elif start is not None and int(what) > 0:
-            if prev is not None:
-                intervals.append(t - prev)
-            else:
-                first_rows.append(t - start)
-            prev = t
-    if start is not None and prev is not None:  # an attempt still running (or killed without 'end')
-        total += prev - start
-    ordered = sorted(intervals)
-    median = ordered[len(ordered) // 2] if ordered else float("nan")
-    fastest = ordered[0] if ordered else float("nan")
-    if intervals:
-        per_epoch = sum(intervals) / len(intervals)
-    elif first_rows:
-        per_epoch = sum(first_rows) / len(first_rows)
-    else:
-        per_epoch = float("nan")
-    return {"seconds_per_epoch": per_epoch, "median_seconds_per_epoch": median, "min_seconds_per_epoch": fastest,
-            "train_seconds": total, "timed_epochs": len(intervals)}
-
-
 def evaluate(weights: Path, data: str, imgsz: int, split: str, save_dir: Path, device: str = "cpu") -> dict:
     """val.py (its run()) on ``weights``: P, R, mAP50, mAP50-95 and seconds."""
     import val
@@ -322,65 +198,6 @@ def evaluate(weights: Path, data: str, imgsz: int, split: str, save_dir: Path, d
 def val_command(weights: Path, data: str, imgsz: int, split: str, env_prefix: str, device: str = "cpu") -> str:
     return env_prefix + shlex.join(["python", "val.py", "--data", data, "--weights", rel(weights), "--img", str(imgsz),
                                     "--batch-size", "32", "--task", split, "--device", device, "--workers", "0"])
-
-
-def kd_diagnostic(run_dir: Path) -> list[str]:
-    path = run_dir / "train.log"
-    if not path.exists():
-        return []
-    lines = path.read_text(errors="replace").replace("\r", "\n").splitlines()
-    out = []
-    for line in lines:  # the log lines share a terminal line with tqdm's bar: keep from the message on
-        for key in ("KD loss magnitudes", "KD terms are"):
-            if key in line:
-                out.append(line[line.index(key):].strip())
-    return out
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a second driver never reads half a JSON."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-class RunLock:
-    """``<run_dir>/driver.lock`` holding the pid of the driver training that run, so two drivers started on
-    overlapping arms (two at a time, one thread each) never train the same run; a lock whose pid is gone is
-    stale and taken over (a killed driver's run resumes from last.pt)."""
-
-    def __init__(self, run_dir: Path):
-        self.path, self.held, self.owner = run_dir / "driver.lock", False, None
-
-    def __enter__(self) -> "RunLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                self.owner = self._owner()
-                if self.owner is not None and self.owner != os.getpid():
-                    return self
-                self.path.unlink(missing_ok=True)  # stale (or a thread of this driver died)
-                continue
-            os.write(fd, str(os.getpid()).encode())
-            os.close(fd)
-            self.held = True
-            return self
-        return self
-
-    def _owner(self) -> int | None:
-        try:
-            pid = int(self.path.read_text().strip() or 0)
-            os.kill(pid, 0)
-            return pid
-        except (ValueError, OSError):
-            return None
-
-    def __exit__(self, *exc) -> None:
-        if self.held:
-            self.path.unlink(missing_ok=True)
 
 
 def do_run(args, arm: str, seed: int, hyp: Path, overrides: dict, data: str, teacher: Path | None, env: dict,
@@ -447,15 +264,6 @@ def _train_and_summarise(args, arm, seed, label, run_dir, out, hyp, overrides, d
     return summary
 
 
-def load_teachers(results: Path, bench: Bench) -> list[dict]:
-    """The teachers' val metrics, <results>/<bench>/teacher.json: a list, one entry per teacher file."""
-    path = results / bench.name / "teacher.json"
-    if not path.exists():
-        return []
-    cached = json.loads(path.read_text())
-    return [cached] if isinstance(cached, dict) else cached  # a dict: the single-teacher format of the first runs
-
-
 def teacher_metrics(args, teacher: Path, data: str, env_prefix: str) -> dict:
     """val.py on the teacher (cached in <results>/<bench>/teacher.json, keyed by file, size and split)."""
     from distill.teacher import file_sha256
@@ -470,237 +278,6 @@ def teacher_metrics(args, teacher: Path, data: str, env_prefix: str) -> dict:
     teachers = [t for t in load_teachers(args.results, args.bench) if t["teacher"] != key["teacher"]] + [out]
     write_atomic(args.results / args.bench.name / "teacher.json", json.dumps(teachers, indent=1) + "\n")
     return out
-
-
-# --------------------------------------------------------------------------------------------- report
-def mean_std(values: list[float]) -> tuple[float, float]:
-    n = len(values)
-    if not n:
-        return float("nan"), float("nan")
-    mean = sum(values) / n
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else float("nan")
-    return mean, std
-
-
-def fmt(mean: float, std: float, digits: int = 3) -> str:
-    if math.isnan(mean):
-        return "–"
-    return f"{mean:.{digits}f}" + ("" if math.isnan(std) else f" ± {std:.{digits}f}")
-
-
-def signed(x: float, scale: float = 100.0) -> str:
-    return "–" if math.isnan(x) else f"{x * scale:+.1f}"
-
-
-def load_summaries(results: Path, bench: Bench) -> dict[str, list[dict]]:
-    """{label: runs sorted by seed}, labels in arm order, each arm before its variants."""
-    by_label: dict[str, list[dict]] = {}
-    for path in sorted((results / bench.name).glob("*-seed*.json")):
-        s = json.loads(path.read_text())
-        by_label.setdefault(s.get("label", s["arm"]), []).append(s)
-    arms = bench.arms
-    order = sorted(by_label, key=lambda lb: (arms.index(lb.split("@")[0]) if lb.split("@")[0] in arms else len(arms),
-                                             "@" in lb, lb))
-    return {lb: sorted(by_label[lb], key=lambda s: s["seed"]) for lb in order}
-
-
-def is_no_teacher_recipe(runs: list[dict]) -> bool:
-    """A candidate for 'best no-teacher': a no-teacher arm trained as the recipe says (FP32, no extra flags)."""
-    return runs[0]["arm"] in NO_TEACHER and not runs[0].get("extra_args")
-
-
-def in_progress(runs: Path | None, by_arm: dict, bench: Bench) -> list[str]:
-    """Markdown lines for run directories without a summary JSON (epochs done, best mAP50-95 so far)."""
-    if runs is None or not runs.is_dir():
-        return []
-    lines = []
-    for label_dir in sorted(p for p in runs.iterdir() if p.is_dir() and p.name.split("@")[0] in bench.arms):
-        arm = label_dir.name
-        done = {r["seed"] for r in by_arm.get(arm, [])}
-        for run_dir in sorted(label_dir.glob("seed*")):
-            seed = run_dir.name[4:]
-            if not seed.isdigit() or int(seed) in done:
-                continue
-            rows = results_rows(run_dir)
-            best = max((float(r["metrics/mAP_0.5:0.95"]) for r in rows), default=float("nan"))
-            timing = epoch_timing(run_dir)
-            lines.append(f"| {arm} | {seed} | {len(rows)} | {best:.3f} | {timing['seconds_per_epoch']:.1f} "
-                         f"| `{rel(run_dir / 'weights' / 'last.pt')}` |")
-    if not lines:
-        return []
-    return ["", "## Runs not finished when this report was built (from the local run directories)", "",
-            "| arm | seed | epochs done | best val mAP50-95 so far (EMA, during training) | s/epoch | resume from |",
-            "|---|---|---|---|---|---|", *lines]
-
-
-def arm_table(labels: list[str], stats: dict) -> list[str]:
-    lines = ["| arm | seeds | mAP50 | mAP50-95 | Δ vs best no-teacher | Δ vs baseline | Δ50 vs best no-teacher "
-             "| gap closed (vs best no-teacher / baseline) | s/epoch mean / median / fastest | total s/run |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for arm in labels:
-        st = stats[arm]
-        lines.append(f"| {arm} | {st['n']} ({','.join(map(str, st['seeds']))}) | {fmt(st['mAP50'], st['mAP50_std'])} "
-                     f"| {fmt(st['mAP50-95'], st['mAP50-95_std'])} | {signed(st['gain_best_nt'])} "
-                     f"| {signed(st['gain_baseline'])} | {signed(st['gain50_best_nt'])} "
-                     f"| {signed(st['gap_closed_best_nt'], 100)}% / {signed(st['gap_closed_baseline'], 100)}% "
-                     f"| {st['s_per_epoch']:.1f} / {st['median_s_per_epoch']:.1f} / {st['min_s_per_epoch']:.1f} "
-                     f"| {st['total_s']:.0f} |")
-    return lines
-
-
-def build_report(results: Path, notes: str = "", runs_dir: Path | None = None, bench: Bench = BENCHES["bccd"]) -> Path:
-    """<bench>.md / .csv / .png from the per-run JSONs under <results>/<bench>/ (plus, when ``runs_dir`` is given,
-    a table of the unfinished runs found there)."""
-    by_arm = load_summaries(results, bench)
-    teachers = {t["teacher"]: t for t in load_teachers(results, bench)}
-    shared = rel(bench.teacher) if bench.teacher else None
-    # the shared teacher (or the only one) is the reference of the no-teacher arms' gap and of the figure
-    teacher = teachers.get(shared) or next(iter(teachers.values()), None)
-    stats = {}
-    for arm, runs in by_arm.items():
-        m50, s50 = mean_std([r["mAP50"] for r in runs])
-        m, s = mean_std([r["mAP50-95"] for r in runs])
-        spe, _ = mean_std([r["seconds_per_epoch"] for r in runs if not math.isnan(r["seconds_per_epoch"])])
-        fastest = min((r.get("min_seconds_per_epoch", float("nan")) for r in runs), default=float("nan"))
-        median, _ = mean_std([r.get("median_seconds_per_epoch", float("nan")) for r in runs])
-        tot, _ = mean_std([r["total_seconds"] for r in runs])
-        stats[arm] = {"n": len(runs), "seeds": [r["seed"] for r in runs], "mAP50": m50, "mAP50_std": s50,
-                      "mAP50-95": m, "mAP50-95_std": s, "s_per_epoch": spe, "median_s_per_epoch": median, "min_s_per_epoch": fastest, "total_s": tot,
-                      "run_s": sum(r["total_seconds"] for r in runs),
-                      "cpu_s": sum(r["total_seconds"] * (r.get("threads") or 2) for r in runs)}
-    no_teacher = {a: stats[a] for a in stats if is_no_teacher_recipe(by_arm[a])}
-    best_nt = max(no_teacher, key=lambda a: no_teacher[a]["mAP50-95"]) if no_teacher else None
-    for arm, st in stats.items():
-        own = teachers.get(by_arm[arm][0].get("teacher") or "", teacher)  # a KD arm's gap is to its own teacher
-        t_map = own["mAP50-95"] if own and by_arm[arm][0]["arm"] != "teacher" else float("nan")
-        ref = stats[best_nt]["mAP50-95"] if best_nt else float("nan")
-        base = stats["baseline"]["mAP50-95"] if "baseline" in stats else float("nan")
-        st["gain_best_nt"] = st["mAP50-95"] - ref
-        st["gain_baseline"] = st["mAP50-95"] - base
-        st["gain50_best_nt"] = st["mAP50"] - (stats[best_nt]["mAP50"] if best_nt else float("nan"))
-        st["gain50_baseline"] = st["mAP50"] - (stats["baseline"]["mAP50"] if "baseline" in stats else float("nan"))
-        st["gap_closed_best_nt"] = (st["mAP50-95"] - ref) / (t_map - ref) if t_map - ref > 0 else float("nan")
-        st["gap_closed_baseline"] = (st["mAP50-95"] - base) / (t_map - base) if t_map - base > 0 else float("nan")
-
-    csv_path = results / f"{bench.name}.csv"
-    columns = ["arm", "n", "seeds", "mAP50", "mAP50_std", "mAP50-95", "mAP50-95_std", "gain_best_nt",
-               "gain_baseline", "gain50_best_nt", "gain50_baseline", "gap_closed_best_nt", "gap_closed_baseline",
-               "s_per_epoch", "median_s_per_epoch", "min_s_per_epoch", "total_s", "run_s", "cpu_s"]
-    with open(csv_path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(columns)
-        for arm, st in stats.items():
-            w.writerow([arm] + [" ".join(map(str, st[c])) if c == "seeds" else
-                                (f"{st[c]:.5g}" if isinstance(st[c], float) else st[c]) for c in columns[1:]])
-        for t in teachers.values():
-            name = "teacher" if t is teacher else f"teacher {t['teacher']}"
-            w.writerow([name, 1, "", f"{t['mAP50']:.5g}", "", f"{t['mAP50-95']:.5g}"] + [""] * (len(columns) - 6))
-
-    lines = [bench.title, "",
-             f"Generated by `{bench.generator}` from the per-run JSONs in `benchmarks/results/{bench.name}/` "
-             "(`--report-only` rebuilds it). mAP by val.py on each run's best.pt; mean ± sample std over seeds. "
-             "Gains are in mAP points (x100) of mAP50-95 unless marked 50; *best no-teacher* is "
-             f"**{best_nt or '–'}** (the no-teacher arm with the highest mean mAP50-95 so far). Gap closed = "
-             "(arm - reference) / (teacher - reference) in mAP50-95, with the arm's own teacher.", ""]
-    for t in teachers.values():
-        lines += [f"{'Teacher' if t is teacher else 'Teacher of the `-T...` arms'} `{t['teacher']}` on {t['split']} "
-                  f"at {t['imgsz']} px: mAP50 {t['mAP50']:.3f}, mAP50-95 {t['mAP50-95']:.3f} "
-                  f"(`{t['val_command']}`).", ""]
-    main_labels = bench.main_labels
-    main = [lb for lb in stats if lb in main_labels]
-    amp = "bf16 on the CPU, fp16 on CUDA" if bench.amp else "off (FP32)"
-    lines += ["## Arms", "", bench.arms_intro.format(tuned=bench.tuned, tuned_variant=bench.tuned_variant, amp=amp,
-                                                      imgsz=bench.imgsz, batch=bench.batch, epochs=bench.epochs), ""]
-    lines += arm_table(main, stats)
-    # runs of a teacher trained here and the KD runs it taught (--train-teacher): their own table
-    own = [lb for lb in stats if lb not in main_labels and (
-        by_arm[lb][0]["arm"] == "teacher" or by_arm[lb][0].get("teacher") not in (None, shared))]
-    if own:
-        lines += ["", "## KD from a teacher trained here (`--train-teacher`)", "",
-                  "`teacher@<recipe>-e<epochs>`: a yolov5s trained by train.py (its own row: its val mAP by the "
-                  "same protocol); `<arm>@<setting>-T<recipe>-e<epochs>`: the KD arm's default, taught by it. Gap "
-                  "closed is to that teacher.", ""]
-        lines += arm_table(own, stats)
-    lines += ["", "## Tuning sweep (what else was tried, same recipe and budget)", "",
-              "`<arm>@<name>`: the arm with other options (its command is listed below). `@bf16` and `-tbf16` rows "
-              "are the bf16 study of docs/bf16.md.", ""]
-    lines += arm_table([lb for lb in stats if lb not in main_labels and lb not in own], stats)
-    total_run = sum(st["run_s"] for st in stats.values())
-    total_cpu = sum(st["cpu_s"] for st in stats.values())
-    lines += ["", f"Total CPU cost of the runs so far: {total_run / 3600:.2f} h of run time (sum over runs), "
-              f"{total_cpu / 3600:.2f} core-hours (run time x torch threads: 2 by default, 1 for `--threads 1` runs, "
-              "which went two at a time on the 2 cores).", "",
-              "Seconds per epoch: interval between results.csv rows (validation included, the first epoch of "
-              "each attempt excluded). The 2-core machine is shared with other engineers' jobs, so the mean moves "
-              "several-fold with their load; the fastest epoch is the closest to a quiet-machine figure. Compare "
-              "arms as rough ratios only; `benchmarks/kd_step.py` is the controlled KD-overhead measurement.", "",
-              f"![KD benchmark]({bench.name}.png)", "", "## Runs", "",
-              "| arm | seed | mAP50 | mAP50-95 | best epoch | s/epoch mean / median / fastest | total s | threads |",
-              "|---|---|---|---|---|---|---|---|"]
-    for arm, runs in by_arm.items():
-        for r in runs:
-            lines.append(f"| {arm} | {r['seed']} | {r['mAP50']:.3f} | {r['mAP50-95']:.3f} | {r['best_epoch']} "
-                         f"| {r['seconds_per_epoch']:.1f} / {r.get('median_seconds_per_epoch', float('nan')):.1f} / "
-                         f"{r.get('min_seconds_per_epoch', float('nan')):.1f} | {r['total_seconds']:.0f} "
-                         f"| {r.get('threads') or 2} |")
-    lines += ["", "## Commands (seed 0 or the first seed; other seeds differ only in `--seed`)", ""]
-    for arm, runs in by_arm.items():
-        lines += [f"- **{arm}**: `{runs[0]['command']}`", f"  - eval: `{runs[0]['val_command']}`"]
-        diag = runs[0].get("kd_diagnostic") or []
-        for d in diag:
-            lines.append(f"  - diagnostic: `{d}`")
-    lines += in_progress(runs_dir, by_arm, bench)
-    if notes:
-        lines += ["", notes.strip()]
-    md_path = results / f"{bench.name}.md"
-    md_path.write_text("\n".join(lines) + "\n")
-    plot_report({lb: by_arm[lb] for lb in main}, {lb: stats[lb] for lb in main}, teacher, results / f"{bench.name}.png")
-    return md_path
-
-
-def plot_report(by_arm: dict, stats: dict, teacher: dict | None, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8))
-    arms = list(stats)
-    if not arms:
-        ax1.text(0.5, 0.5, "no finished runs yet", ha="center", transform=ax1.transAxes)
-    x = np.arange(len(arms))
-    for k, (key, label) in enumerate((("mAP50", "mAP50"), ("mAP50-95", "mAP50-95"))):
-        means = [stats[a][key] for a in arms]
-        stds = [0 if math.isnan(stats[a][f"{key}_std"]) else stats[a][f"{key}_std"] for a in arms]
-        ax1.bar(x + (k - 0.5) * 0.38, means, 0.38, yerr=stds, capsize=3, label=label)
-        if teacher:
-            ax1.axhline(teacher[key], ls="--", lw=1, color=f"C{k}", label=f"teacher {label}")
-    ax1.set_xticks(x, arms, rotation=20)
-    ax1.set_xlim(-0.7, max(len(arms), 4) - 0.3)  # bars keep their width with few arms
-    ax1.set_ylabel("val mAP (mean ± std over seeds)")
-    ax1.set_ylim(0, 1)
-    if ax1.get_legend_handles_labels()[0]:
-        ax1.legend(fontsize=8, loc="lower right")
-    ax1.set_title("final val mAP per arm")
-    for i, arm in enumerate(arms):
-        curves = [r["per_epoch_mAP50-95"] for r in by_arm[arm] if r["per_epoch_mAP50-95"]]
-        if not curves:
-            continue
-        n = min(map(len, curves))
-        arr = np.array([c[:n] for c in curves])
-        mean = arr.mean(0)
-        ax2.plot(np.arange(n), mean, color=f"C{i}", label=f"{arm} ({len(curves)})")
-        if len(curves) > 1:
-            ax2.fill_between(np.arange(n), arr.min(0), arr.max(0), color=f"C{i}", alpha=0.15)
-    ax2.set_xlabel("epoch")
-    ax2.set_ylabel("val mAP50-95 during training (EMA)")
-    ax2.set_title("per-epoch mAP50-95 (mean over seeds, band = min..max)")
-    if ax2.get_legend_handles_labels()[0]:
-        ax2.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 # --------------------------------------------------------------------------------------------- main
