@@ -1,8 +1,11 @@
 """Dataset yaml: load, resolve paths, convert VOC splits, optional explicit download. Nothing is exec'd.
 
 Path rules, in order, for a relative ``path:`` (the dataset root):
-1. the yaml's own folder, 2. ``DATASETS_DIR`` (env var; default ``<repo>/../datasets``), 3. the repo root
-(upstream's rule, so ``path: ../datasets/coco128`` keeps working). ``train``/``val``/``test`` entries are
+1. the yaml's own folder, 2. ``DATASETS_DIR`` (env var; default ``<repo>/../datasets``), 3. the default
+``<repo>/../datasets`` when ``DATASETS_DIR`` points elsewhere (where data converted from a read-only
+``DATASETS_DIR`` goes, see ``writable_datasets_dir``), 4. the repo root (upstream's rule, so
+``path: ../datasets/coco128`` keeps working). A root found nowhere is expected where a download or
+conversion can write it: ``writable_datasets_dir() / path``. ``train``/``val``/``test`` entries are
 relative to that root (or absolute); each is an image folder, a txt list of images, a VOC
 ``ImageSets/Main/<split>.txt`` (converted on first use into the cache folder), or a list of these.
 An optional ``labels:`` folder holds ``<image stem>.txt`` labels for every split (VOC sets it).
@@ -24,10 +27,24 @@ ROOT = Path(__file__).resolve().parents[1]
 SPLITS = ("train", "val", "test")
 
 
+def default_datasets_dir() -> Path:
+    """``<repo>/../datasets``: the datasets root without ``DATASETS_DIR``, and the writable fallback."""
+    return (ROOT.parent / "datasets").resolve()
+
+
 def datasets_dir() -> Path:
     """The datasets root: env ``DATASETS_DIR`` (relative to the CWD) or ``<repo>/../datasets``."""
     env = os.environ.get("DATASETS_DIR")
-    return Path(env).resolve() if env else (ROOT.parent / "datasets").resolve()
+    return Path(env).resolve() if env else default_datasets_dir()
+
+
+def writable_datasets_dir() -> Path:
+    """Where downloads and conversions write: ``DATASETS_DIR`` when it (or its nearest existing parent) is
+    writeable, else ``<repo>/../datasets``. So a read-only shared ``DATASETS_DIR`` (CI) serves as the source
+    of the raw data while the converted copy lands beside the repo, where ``resolve_root`` looks next."""
+    first = datasets_dir()
+    existing = next(p for p in [first, *first.parents] if p.exists())
+    return first if cache.is_writeable(existing) else default_datasets_dir()
 
 
 def check_dataset(data, autodownload: bool = False) -> dict:
@@ -94,11 +111,11 @@ def resolve_root(path, base: Path) -> Path:
     p = Path(path).expanduser()
     if p.is_absolute():
         return p
-    candidates = [base / p, datasets_dir() / p, ROOT / p]
+    candidates = [base / p, datasets_dir() / p, default_datasets_dir() / p, ROOT / p]
     for c in candidates:
         if c.exists():
             return c.resolve()
-    return (ROOT / p if str(path).startswith("..") else datasets_dir() / p).resolve()
+    return (ROOT / p if str(path).startswith("..") else writable_datasets_dir() / p).resolve()
 
 
 def _join(root: Path, entry) -> Path:

@@ -1,6 +1,7 @@
 """Convert the published NWPU VHR-10 folder to YOLO labels with a seeded, reproducible train/val split.
 
-    python data/scripts/nwpu2yolo.py     # DATASETS_DIR/'NWPU VHR-10 dataset' -> DATASETS_DIR/NWPU-VHR-10
+    python data/scripts/nwpu2yolo.py     # DATASETS_DIR/'NWPU VHR-10 dataset' -> <writable root>/NWPU-VHR-10
+    DATASETS_DIR=../shared/datasets python data/scripts/nwpu2yolo.py   # read-only source -> ../datasets/NWPU-VHR-10
     python data/scripts/nwpu2yolo.py --src '/data/NWPU VHR-10 dataset' --out /data/NWPU-VHR-10 --seed 1
     python data/scripts/nwpu2yolo.py --include-negatives   # the 150 negative images join train as background
 
@@ -10,7 +11,13 @@ objects), ``ground truth/NNN.txt`` with one object per line, ``(x1,y1),(x2,y2),c
 Output (a separate folder; the source is only read): ``images/{train,val}/`` (symlinks, or copies with
 ``--copy``), ``labels/{train,val}/<stem>.txt`` (``cls x y w h`` normalised, cls 0..9), ``split.yaml``
 (the options and the image ids of each split). Negative images are named ``neg_NNN`` (their numbers
-overlap the positive ones) and get an empty label file.
+overlap the positive ones) and get an empty label file. A copy without ``negative image set/`` (the
+shared one) converts with ``--include-negatives`` too: the summary says no background was added.
+
+Where the output goes by default: ``data.config.writable_datasets_dir() / NWPU-VHR-10``, i.e.
+``$DATASETS_DIR/NWPU-VHR-10`` when ``DATASETS_DIR`` is writeable, else ``<repo>/../datasets/NWPU-VHR-10``
+(a read-only ``DATASETS_DIR`` such as ``../shared/datasets`` in CI is never written). data/NWPU-VHR-10.yaml
+finds it in either place, so one command is enough.
 
 The split is a pure function of (seed, image ids): images are ordered by sha256("<seed>:<stem>") and the
 first round(n * val_fraction) go to val, so it is the same on every machine and library version (80/20 of
@@ -36,7 +43,7 @@ import yaml  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from data import cache  # noqa: E402
-from data.config import datasets_dir  # noqa: E402
+from data import config  # noqa: E402
 from data.images import IMG_FORMATS, exif_size  # noqa: E402
 
 NAMES = ("airplane", "ship", "storage tank", "baseball diamond", "tennis court", "basketball court",
@@ -55,6 +62,7 @@ class Summary:
     boxes: dict = field(default_factory=lambda: {"train": Counter(), "val": Counter()})  # class -> boxes
     skipped: list = field(default_factory=list)  # "file:line: reason" (line skipped)
     notes: list = field(default_factory=list)  # "file:line: note" (line kept, fixed)
+    warnings: list = field(default_factory=list)  # about the folder or the options (e.g. no negative set)
 
     def text(self) -> str:
         im = self.images
@@ -65,6 +73,7 @@ class Summary:
         rows.append(f"{'all':>21} {sum(tr.values()):>6} {sum(va.values()):>6} {sum((tr + va).values()):>6}")
         rows.append(f"skipped lines: {len(self.skipped)}" + "".join(f"\n  {s}" for s in self.skipped))
         rows.append(f"fixed lines: {len(self.notes)}" + "".join(f"\n  {s}" for s in self.notes))
+        rows += [f"WARNING: {w}" for w in self.warnings]
         return "\n".join(rows)
 
 
@@ -170,6 +179,9 @@ def convert(src, out, seed: int = 0, val_fraction: float = 0.2, include_negative
         labelled[stem] = (im, parse_ground_truth(gt, w, h, summary))
     train, val = split_ids(labelled, val_fraction, seed)
     negatives = _images(src / NEGATIVE) if include_negatives else {}
+    if include_negatives and not negatives:
+        summary.warnings.append(f"{src / NEGATIVE}: no negative images in this copy, --include-negatives adds no "
+                             "background (train holds the positive images only)")
     jobs = [("train", s, *labelled[s]) for s in train] + [("val", s, *labelled[s]) for s in val]
     jobs += [("train", f"neg_{s}", p, []) for s, p in negatives.items()]
     for split in ("train", "val"):
@@ -185,28 +197,39 @@ def convert(src, out, seed: int = 0, val_fraction: float = 0.2, include_negative
               "include_negatives": include_negatives,
               "images": dict(summary.images),
               "boxes": {s: {NAMES[k]: c[k] for k in range(len(NAMES))} for s, c in summary.boxes.items()},
-              "skipped": summary.skipped, "notes": summary.notes, "train": train, "val": val,
+              "skipped": summary.skipped, "notes": summary.notes, "warnings": summary.warnings,
+              "train": train, "val": val,
               "negatives": sorted(negatives)}
     (out / "split.yaml").write_text(yaml.safe_dump(record, sort_keys=False, width=120))
     return summary
 
 
 def default_source() -> Path:
-    return datasets_dir() / SOURCE_NAME
+    return config.datasets_dir() / SOURCE_NAME
 
 
 def missing_source_message(looked: list[Path]) -> str:
     return (f"NWPU VHR-10 not found (looked in {', '.join(map(str, looked))}). It is not downloaded "
             f"automatically: get the authors' distribution (Cheng et al., Northwestern Polytechnical "
             f"University; commonly mirrored on public drives), extract it so that "
-            f"'{default_source() / POSITIVE}' exists (DATASETS_DIR={datasets_dir()}), then run "
+            f"'{default_source() / POSITIVE}' exists (DATASETS_DIR={config.datasets_dir()}), then run "
             f"'python data/scripts/nwpu2yolo.py' (or --src FOLDER --out FOLDER)")
+
+
+def _check_writeable(out: Path) -> None:
+    """Refuse an output whose nearest existing folder is read-only (e.g. a shared DATASETS_DIR)."""
+    parent = next(p for p in [Path(out), *Path(out).resolve().parents] if p.exists())
+    if not cache.is_writeable(parent):
+        raise PermissionError(f"{parent} is not writeable: the conversion never writes into a read-only dataset "
+                              f"folder; give --out a folder of your own")
 
 
 def main(root: Path) -> Path:
     """The `download: nwpu2yolo` hook of data/NWPU-VHR-10.yaml: convert the published folder, found beside
-    ``root`` or under DATASETS_DIR, into ``root`` with the default split (seed 0, 20% val)."""
+    ``root`` or under DATASETS_DIR, into ``root`` with the default split (seed 0, 20% val). ``root`` is where
+    data.config expects the dataset (under ``writable_datasets_dir()``); a read-only one is refused."""
     root = Path(root)
+    _check_writeable(root)
     looked = list(dict.fromkeys([root.parent / SOURCE_NAME, default_source()]))
     src = next((p for p in looked if (p / POSITIVE).is_dir()), None)
     if src is None:
@@ -218,8 +241,9 @@ def main(root: Path) -> Path:
 def cli(argv=None) -> Summary:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--src", default=None, help=f"the published folder (default: DATASETS_DIR/'{SOURCE_NAME}')")
-    ap.add_argument("--out", default=None, help=f"output folder (default: DATASETS_DIR/{OUTPUT_NAME}, "
-                                                "which data/NWPU-VHR-10.yaml reads)")
+    ap.add_argument("--out", default=None, help=f"output folder (default: DATASETS_DIR/{OUTPUT_NAME}, or "
+                                                f"<repo>/../datasets/{OUTPUT_NAME} when DATASETS_DIR is read-only; "
+                                                "data/NWPU-VHR-10.yaml reads both)")
     ap.add_argument("--seed", type=int, default=0, help="split seed")
     ap.add_argument("--val-fraction", type=float, default=0.2, help="share of the positive images in val")
     ap.add_argument("--include-negatives", action="store_true", help="add the negative images to train as background")
@@ -228,15 +252,17 @@ def cli(argv=None) -> Summary:
     src = Path(args.src) if args.src else default_source()
     if not (src / POSITIVE).is_dir():
         ap.exit(2, missing_source_message([src]) + "\n")
-    out = Path(args.out) if args.out else datasets_dir() / OUTPUT_NAME
-    parent = next(p for p in [out, *out.resolve().parents] if p.exists())
-    if not cache.is_writeable(parent):  # e.g. DATASETS_DIR on a read-only shared copy: never write there
-        ap.exit(2, f"{parent} is not writeable: give --out a folder of your own\n")
+    out = Path(args.out) if args.out else config.writable_datasets_dir() / OUTPUT_NAME
+    try:
+        _check_writeable(out)
+    except PermissionError as e:
+        ap.exit(2, f"{e}\n")
     summary = convert(src, out, args.seed, args.val_fraction, args.include_negatives, args.copy)
     print(summary.text())
     data = {"path": str(Path(out).resolve()), "train": "images/train", "val": "images/val",
             "names": dict(enumerate(NAMES))}
-    print(f"\n# dataset yaml for this output (data/NWPU-VHR-10.yaml reads DATASETS_DIR/{OUTPUT_NAME}):")
+    print(f"\n# dataset yaml for this output (data/NWPU-VHR-10.yaml reads {OUTPUT_NAME} under DATASETS_DIR "
+          f"or <repo>/../datasets):")
     print(yaml.safe_dump(data, sort_keys=False))
     return summary
 
