@@ -18,12 +18,15 @@ import kd_bench  # noqa: E402
 from kd_bench import (GAINS_X2, NO_TEACHER, epoch_timing, hyp_name, is_no_teacher_recipe,  # noqa: E402,F401
                       parse_overrides, recipe_overrides, rel, write_hyp)
 from kd_presets import BCCD  # noqa: E402
+from kd_report import fmt, mean_std  # noqa: E402,F401 - used by bf16_accuracy.py
+import kd_report  # noqa: E402
 
 DEFAULT_TEACHER = BCCD.teacher
 KD_ARMS, ARMS, KD_ARGS, MAIN_LABELS = BCCD.kd_arms, BCCD.arms, BCCD.kd_args, BCCD.main_labels
 TUNED, TUNED_VARIANT, KD_VARIANT, QUICK = BCCD.tuned, BCCD.tuned_variant, BCCD.kd_variant, BCCD.quick
 run_label = functools.partial(kd_bench.run_label, bench=BCCD)
 build_report = functools.partial(kd_bench.build_report, bench=BCCD)
+load_summaries = functools.partial(kd_report.load_summaries, bench=BCCD)
 
 
 def main(argv=None):
