@@ -87,10 +87,10 @@ def check_heads(setup: Setup) -> None:
     if student.nc == teacher.nc:  # names are only worth comparing when the counts agree
         names = _class_list_problem(setup.student_names, setup.teacher_names)
         problems += [names] if names else []
-    student_stride, teacher_stride = getattr(student, "stride", None), getattr(teacher, "stride", None)
-    if student_stride is not None and teacher_stride is not None and student_stride.numel() == teacher_stride.numel() \
-            and not torch.equal(student_stride.float().cpu(), teacher_stride.float().cpu()):
-        problems.append(f"head strides {student_stride.tolist()} vs {teacher_stride.tolist()}")
+    strides = [getattr(head, "stride", None) for head in (student, teacher)]
+    if all(stride is not None for stride in strides) and strides[0].numel() == strides[1].numel():
+        if not torch.equal(strides[0].float().cpu(), strides[1].float().cpu()):
+            problems.append(f"head strides {strides[0].tolist()} vs {strides[1].tolist()}")
     if problems:
         raise ValueError("--kd ogd needs teacher and student heads to agree (student vs teacher: "
                          + "; ".join(problems) + "): use a teacher trained on the same classes with the same anchors "

@@ -112,6 +112,10 @@ def test_mismatching_heads_raise_naming_what_differs():
         OGD(config, _setup(ToyDetector(nc=2), ToyDetector(nc=2, anchors=other)))
     with pytest.raises(ValueError, match=r"class names \['a', 'b'\] vs \['b', 'a'\]"):
         OGD(config, _setup(ToyDetector(nc=2), ToyDetector(nc=2), {0: "a", 1: "b"}, {0: "b", 1: "a"}))
+    other_stride = ToyDetector(nc=2)
+    other_stride.detect.stride.mul_(2)
+    with pytest.raises(ValueError, match=r"head strides \[4.0, 8.0\] vs \[8.0, 16.0\]"):
+        OGD(config, _setup(ToyDetector(nc=2), other_stride))
     OGD(config, _setup(ToyDetector(nc=2), ToyDetector(nc=2), {0: "a", 1: "b"}, {0: "a", 1: "b"}))
     with pytest.raises(ValueError, match="ogd_wh"):
         KDConfig(methods=("ogd",), ogd_wh="l2")
