@@ -85,7 +85,8 @@ class DistillStep:
         self._diagnose_first = main_process  # log at the first KD iteration, then at diagnostic_iter
         self._diagnose_at = self.diagnostic_iter if main_process else None
         setup = Setup([shape[0] for shape in student_shapes], [shape[0] for shape in teacher_shapes],
-                      student.detect, teacher.detect)
+                      student.detect, teacher.detect, getattr(student, "names", None),
+                      getattr(teacher.module, "names", None))
         self.modules = nn.ModuleDict()
         if any(cls.uses_adapters for cls in classes):  # built first: the torch RNG order of the checkpoints
             self.modules["adapters"] = adapters.build_adapters(setup.student_channels, setup.teacher_channels)

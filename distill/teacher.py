@@ -137,16 +137,26 @@ def check_compatible(student_shapes: list[tuple[int, int, int]], teacher_shapes:
                              f"{imgsz / teacher[1]:g}) at {imgsz} px: teacher and student need the same strides")
 
 
-def check_output_compatible(student_detect: nn.Module, teacher_detect: nn.Module) -> None:
-    """Output-level KL needs the same nc, number of levels and anchors (grid units); else ValueError."""
+def head_mismatches(student_detect: nn.Module, teacher_detect: nn.Module) -> list[str]:
+    """What differs between two Detect heads among nc, levels x anchors and anchor shapes (grid units); [] if none."""
     problems = []
     if student_detect.nc != teacher_detect.nc:
         problems.append(f"nc {student_detect.nc} vs {teacher_detect.nc}")
     if (student_detect.nl, student_detect.na) != (teacher_detect.nl, teacher_detect.na):
         problems.append(f"levels x anchors {student_detect.nl}x{student_detect.na} vs "
                         f"{teacher_detect.nl}x{teacher_detect.na}")
-    elif not torch.allclose(student_detect.anchors.float().cpu(), teacher_detect.anchors.float().cpu(), atol=1e-4):
-        problems.append("anchor shapes differ")
+    else:
+        student_anchors, teacher_anchors = student_detect.anchors.float().cpu(), teacher_detect.anchors.float().cpu()
+        for level, (s, t) in enumerate(zip(student_anchors, teacher_anchors)):
+            if not torch.allclose(s, t, atol=1e-4):
+                problems.append(f"anchor shapes differ (level {level}, grid units: {s.tolist()} vs {t.tolist()})")
+                break
+    return problems
+
+
+def check_output_compatible(student_detect: nn.Module, teacher_detect: nn.Module) -> None:
+    """Output-level KL needs the same nc, number of levels and anchors (grid units); else ValueError."""
+    problems = head_mismatches(student_detect, teacher_detect)
     if problems:
         raise ValueError("CILF KL on outputs needs teacher and student heads to agree (student vs teacher: "
                          + "; ".join(problems) + "): use --cilf-kl features or a matching teacher (AutoAnchor may have "

@@ -155,3 +155,17 @@ def test_cli_defaults_are_the_config_defaults():
         for flat, field in option_fields(method):
             assert getattr(opt, flat) == field.default and getattr(config, flat) == getattr(options, field.name)
     assert train_kd.parse_opt(["--teacher", "t.pt", "--fgd-lambda", "1e-4"]).fgd_lambda == 1e-4
+
+
+def test_bccd_one_epoch_ogd_with_the_upstream_bccd_teacher(tmp_path, bccd_subset_yaml, bccd_teacher_pt):
+    """--kd ogd end to end: the BCCD teacher (nc 3, the yaml's anchors; --noautoanchor keeps the student's equal)."""
+    argv = ["--data", str(bccd_subset_yaml), "--cfg", "yolov5n.yaml", "--weights", "", "--imgsz", "64", "--epochs", "1",
+            "--batch-size", "16", "--device", "cpu", "--workers", "0", "--noautoanchor", "--noplots", "--teacher",
+            str(bccd_teacher_pt), "--kd", "ogd", "--project", str(tmp_path), "--name", "ogd"]
+    run_dir = Path(train_kd.main(train_kd.parse_opt(argv)).save_dir)
+    rows = _results(run_dir)
+    columns = ["train/distill_ogd_box", "train/distill_ogd_cls", "train/distill_ogd_obj"]
+    assert list(rows[0])[-len(columns):] == columns
+    assert all(math.isfinite(float(rows[0][c])) and float(rows[0][c]) > 0 for c in columns)
+    kd_yaml = yaml.safe_load((run_dir / "kd.yaml").read_text())
+    assert kd_yaml["methods"] == ["ogd"] and kd_yaml["weights"] == {"ogd": DEFAULT_WEIGHTS["ogd"]}

@@ -4,7 +4,8 @@ from distill.methods.base import Method, Setup, Shared
 from distill.methods.cilf import CILF
 from distill.methods.fgd import FGD
 from distill.methods.fgfi import FGFI
+from distill.methods.ogd import OGD
 
-METHODS: dict[str, type[Method]] = {"fgfi": FGFI, "cilf": CILF, "fgd": FGD}
+METHODS: dict[str, type[Method]] = {"fgfi": FGFI, "cilf": CILF, "fgd": FGD, "ogd": OGD}
 
-__all__ = ["METHODS", "Method", "Setup", "Shared", "FGFI", "CILF", "FGD"]
+__all__ = ["METHODS", "Method", "Setup", "Shared", "FGFI", "CILF", "FGD", "OGD"]

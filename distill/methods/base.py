@@ -24,12 +24,15 @@ if TYPE_CHECKING:  # type hints only
 
 @dataclass(frozen=True)
 class Setup:
-    """What a method may use at construction: channels per distilled level, both Detect heads."""
+    """What a method may use at construction: channels per distilled level, both Detect heads, and the class
+    names ({index: name}) of both models where they carry them (None otherwise)."""
 
     student_channels: list[int]
     teacher_channels: list[int]
     student_detect: nn.Module
     teacher_detect: nn.Module
+    student_names: dict | None = None
+    teacher_names: dict | None = None
 
 
 class Shared:

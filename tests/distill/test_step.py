@@ -128,7 +128,8 @@ def test_teacher_bit_identical_after_training_steps_and_never_gets_grad(teacher_
 
 
 @pytest.mark.parametrize("methods,cilf_kl", [(("fgfi",), "outputs"), (("cilf",), "outputs"),
-                                             (("cilf",), "features"), (("fgd",), "outputs")])
+                                             (("cilf",), "features"), (("fgd",), "outputs"),
+                                             (("ogd",), "outputs")])
 def test_kd_only_loss_gives_nonzero_student_gradient(teacher_file, hyp, methods, cilf_kl):
     """Pitfall 4: the KD loss alone back-propagates into the student's backbone."""
     student, _, step = _build(teacher_file, hyp, methods=methods, cilf_kl=cilf_kl)
@@ -211,6 +212,8 @@ def test_incompatible_teachers_raise_clear_errors(teacher_file, hyp):
     with pytest.raises(ValueError, match="cilf-kl features"):
         DistillStep(student, other_nc, loss, KDConfig(methods=("cilf",)), IMGSZ)
     DistillStep(student, other_nc, loss, KDConfig(methods=("cilf",), cilf_kl="features"), IMGSZ).close()
+    with pytest.raises(ValueError, match="kd ogd needs .*nc 2 vs 3"):
+        DistillStep(student, other_nc, loss, KDConfig(methods=("ogd",)), IMGSZ)
     with pytest.raises(ValueError, match="same strides"):  # layer 2 (stride 4) vs layer 4 (stride 8)
         kd_teacher.check_compatible([(16, 16, 16)], [(32, 8, 8)], IMGSZ)
     with pytest.raises(ValueError, match="levels"):
