@@ -2,9 +2,11 @@
 tests, and one line here (KDConfig fields and train_kd.py flags follow; this order is the results.csv order)."""
 from distill.methods.base import Method, Setup, Shared
 from distill.methods.cilf import CILF
+from distill.methods.cwd import CWD
 from distill.methods.fgd import FGD
 from distill.methods.fgfi import FGFI
 
-METHODS: dict[str, type[Method]] = {"fgfi": FGFI, "cilf": CILF, "fgd": FGD}
+METHODS: dict[str, type[Method]] = {"fgfi": FGFI, "cilf": CILF, "fgd": FGD,
+                                   "cwd": CWD}
 
-__all__ = ["METHODS", "Method", "Setup", "Shared", "FGFI", "CILF", "FGD"]
+__all__ = ["METHODS", "Method", "Setup", "Shared", "FGFI", "CILF", "FGD", "CWD"]
