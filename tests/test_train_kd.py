@@ -29,6 +29,7 @@ KD_COLUMNS = {
 }
 WAVE2_COLUMNS = {  # not in KD_COLUMNS: the multi-method runs below use fgfi, cilf and fgd
     "cwd": ["train/distill_cwd_p3", "train/distill_cwd_p4", "train/distill_cwd_p5"],
+    "pkd": ["train/distill_pkd_p3", "train/distill_pkd_p4", "train/distill_pkd_p5"],
 }
 
 
@@ -58,7 +59,7 @@ def random_yolov5s_pt(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("method", ["fgfi", "cilf", "fgd", "cwd"])
+@pytest.mark.parametrize("method", ["fgfi", "cilf", "fgd", "cwd", "pkd"])
 def test_one_epoch_per_method(tmp_path, datasets_env, yolov5n_pt, monkeypatch, request, method):
     teacher = request.getfixturevalue("random_yolov5s_pt") if method == "pkd" else yolov5n_pt
     built = []

@@ -5,8 +5,10 @@ from distill.methods.cilf import CILF
 from distill.methods.cwd import CWD
 from distill.methods.fgd import FGD
 from distill.methods.fgfi import FGFI
+from distill.methods.pkd import PKD
 
 METHODS: dict[str, type[Method]] = {"fgfi": FGFI, "cilf": CILF, "fgd": FGD,
-                                   "cwd": CWD}
+                                   "cwd": CWD,
+                                   "pkd": PKD}
 
-__all__ = ["METHODS", "Method", "Setup", "Shared", "FGFI", "CILF", "FGD", "CWD"]
+__all__ = ["METHODS", "Method", "Setup", "Shared", "FGFI", "CILF", "FGD", "CWD", "PKD"]

@@ -1,4 +1,4 @@
-"""CWD: the losses against an independent numpy re-computation, gradients, connectors and term names."""
+"""CWD and PKD: the losses against an independent numpy re-computation, gradients, connectors and term names."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,6 +8,7 @@ import torch
 from distill.config import KDConfig
 from distill.methods import METHODS, Setup
 from distill.methods.cwd import CWD
+from distill.methods.pkd import PKD
 from tests.distill.toy import ToyDetector
 
 STUDENT_CHANNELS, TEACHER_CHANNELS = [4, 8], [6, 16]  # mismatching: connectors on both levels
@@ -60,6 +61,19 @@ def _cwd_reference(student: np.ndarray, teacher: np.ndarray, tau: float) -> floa
     return tau ** 2 * total / (n * c)
 
 
+def _pkd_reference(student: np.ndarray, teacher: np.ndarray, per_sample: bool) -> float:
+    def standardise(x):
+        out = np.empty_like(x)
+        for c in range(x.shape[1]):
+            groups = [(i, c) for i in range(x.shape[0])] if per_sample else [(slice(None), c)]
+            for index in groups:
+                values = x[index]
+                out[index] = (values - values.mean()) / (values.std(ddof=1) + 1e-6)
+        return out
+
+    return float(((standardise(student) - standardise(teacher)) ** 2).mean() / 2)
+
+
 @pytest.mark.parametrize("tau", [4.0, 1.0])
 def test_cwd_matches_a_loop_over_samples_and_channels(tau):
     method = _method(CWD, cwd_tau=tau)
@@ -87,7 +101,22 @@ def test_cwd_bn_variant_standardises_teacher_and_connector_output():
         assert terms[name].item() == pytest.approx(expected, rel=1e-4)
 
 
-@pytest.mark.parametrize("cls", [CWD])
+@pytest.mark.parametrize("norm", ["batch", "sample"])
+def test_pkd_matches_a_loop_over_channels(norm):
+    method = _method(PKD, pkd_norm=norm)
+    student, teacher = _feats(STUDENT_CHANNELS, 5), _feats(TEACHER_CHANNELS, 6, scale=2.0)
+    terms = _terms(method, student, teacher)
+    assert list(terms) == ["distill/pkd_p2", "distill/pkd_p3"]
+    for name, connector, s, t in zip(terms, method.modules, student, teacher):
+        expected = _pkd_reference(_connect(connector.weight, s), t.double().numpy(), norm == "sample")
+        assert terms[name].item() == pytest.approx(expected, rel=1e-5)
+    # matching channels: no connector, and an affine copy of the teacher is imitated perfectly
+    same = _method(PKD, TEACHER_CHANNELS, TEACHER_CHANNELS, pkd_norm=norm)
+    assert same.modules is None
+    assert all(v.item() < 1e-6 for v in _terms(same, [3 * t + 1 for t in teacher], teacher).values())
+
+
+@pytest.mark.parametrize("cls", [CWD, PKD])
 def test_gradients_reach_student_and_connector_never_the_teacher(cls):
     method = _method(cls)
     student = _feats(STUDENT_CHANNELS, 7, requires_grad=True)
@@ -100,14 +129,26 @@ def test_gradients_reach_student_and_connector_never_the_teacher(cls):
     assert shapes == [(6, 4, 1, 1), (16, 8, 1, 1)]  # 1x1 student -> teacher channels, no bias
 
 
+def test_pkd_connects_only_mismatching_levels():
+    method = _method(PKD, [6, 8], TEACHER_CHANNELS)
+    assert isinstance(method.modules[0], torch.nn.Identity)
+    assert [tuple(p.shape) for p in method.modules.parameters()] == [(16, 8, 1, 1)]
+    assert _method(CWD, TEACHER_CHANNELS, TEACHER_CHANNELS).modules is not None  # CWD always has its connector
+
+
 def test_term_names_follow_strides_or_layer_indices():
     assert CWD.term_names == ("distill/cwd_p3", "distill/cwd_p4", "distill/cwd_p5")
-    config = KDConfig(methods=("cwd",), layers=(1, 2))
+    assert PKD.term_names == ("distill/pkd_p3", "distill/pkd_p4", "distill/pkd_p5")
+    config = KDConfig(methods=("cwd", "pkd"), layers=(1, 2))
     assert CWD(config, _setup()).term_names == ("distill/cwd_l1", "distill/cwd_l2")
+    assert PKD(config, _setup()).term_names == ("distill/pkd_l1", "distill/pkd_l2")
 
 
 def test_registered_after_fgd_with_validated_options():
-    assert list(METHODS)[-1:] == ["cwd"] and list(METHODS).index("fgd") == 2
-    for bad in (dict(cwd_tau=0.0), dict(cwd_norm="gn")):
+    assert list(METHODS)[-2:] == ["cwd", "pkd"] and list(METHODS).index("fgd") == 2
+    for bad in (dict(cwd_tau=0.0), dict(cwd_norm="gn"), dict(pkd_norm="global")):
         with pytest.raises(ValueError):
             KDConfig(**bad)
+    with pytest.raises(ValueError, match="shapes"):
+        _terms(_method(PKD, TEACHER_CHANNELS, TEACHER_CHANNELS), _feats(TEACHER_CHANNELS, 0)[::-1][:1],
+               _feats(TEACHER_CHANNELS, 0)[:1])
