@@ -10,7 +10,9 @@ The connector has no bias: the softmax over positions does not change when a cha
 so a bias would never receive a gradient. ``--cwd-tau`` defaults to the paper's 4 for detection.
 ``--cwd-norm bn`` is RTMDet's variant (mmyolo's distillation, used there with ``--cwd-tau 1``): the teacher's
 features pass through an affine-free BatchNorm, the student's connector is conv + affine-free BatchNorm, both
-with batch statistics only (no running buffers: a pure per-channel standardisation over the batch).
+with batch statistics only (no running buffers: a pure per-channel standardisation over the batch). The spec
+says "conv + BN" for the student; ours is affine-free by choice: a BN scale would act as a learnable temperature
+on the student's side only, and its shift is discarded by the softmax anyway.
 
 Terms: one per distilled level, ``distill/cwd_p3``, ``distill/cwd_p4``, ``distill/cwd_p5`` for YOLOv5's head
 levels (p = log2 of the level's stride, the teacher head's ``stride`` = imgsz / H; a P6 model adds
