@@ -90,7 +90,7 @@ def build_connector(c_student: int, c_teacher: int, norm: str) -> nn.Module:
 class CWD(Method):
     name = "cwd"
     Options = CWDOptions
-    default_weight = 0.1  # measured on BCCD: about 0.3x the detection loss (docs/design.md, "CWD and PKD")
+    default_weight = 0.1  # measured on BCCD: 0.2-0.3x the detection loss (docs/design.md, "CWD and PKD")
     term_names = ("distill/cwd_p3", "distill/cwd_p4", "distill/cwd_p5")  # YOLOv5's three head levels
 
     def __init__(self, config, setup: Setup):

@@ -56,7 +56,7 @@ def pkd_loss(student: torch.Tensor, teacher: torch.Tensor, per_sample: bool = Fa
 class PKD(Method):
     name = "pkd"
     Options = PKDOptions
-    default_weight = 0.03  # measured on BCCD: about 0.3x the detection loss (docs/design.md, "CWD and PKD")
+    default_weight = 0.03  # measured on BCCD: 0.2-0.3x the detection loss (docs/design.md, "CWD and PKD")
     term_names = ("distill/pkd_p3", "distill/pkd_p4", "distill/pkd_p5")  # YOLOv5's three head levels
 
     def __init__(self, config, setup: Setup):
