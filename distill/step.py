@@ -1,4 +1,4 @@
-"""DistillStep: the training step of a KD run (the Step protocol of docs/design.md, "The training seam").
+"""DistillStep: the training step of a KD run (the Step protocol of engine/step.py; docs/design.md, "The step contract").
 
 One call = one student forward with the feature recorder active, one teacher forward under
 ``torch.no_grad()`` (not inference mode: its tensors enter losses saved for backward) on the same batch under
@@ -8,7 +8,8 @@ summed and multiplied by the batch size once: ``total = (lbox + lobj + lcls + lk
 The KD terms come from the chosen ``distill.methods`` (each its own ``term_names``), run in registry order
 whatever the order of ``--kd``; the step owns what they share (recorders, teacher forward, schedule, the shared
 FGFI/CILF adapters and masks, diagnostic, plot, state). Terms (their own columns): ``distill/fgfi``;
-``distill/kl``, ``distill/mse`` (CILF); ``distill/fgd_fg/_bg/_at/_glb`` (FGD, summed over levels).
+``distill/kl``, ``distill/mse`` (CILF); ``distill/fgd_fg/_bg/_at/_glb`` (FGD, summed over levels);
+``distill/cwd_p3..`` and ``distill/pkd_p3..`` (per level); ``distill/ogd_box/_cls/_obj`` (OGD).
 Each is logged *weighted*, i.e. as it enters the total. Outside the KD schedule (``--kd-warmup-iters``,
 ``--kd-stop-epoch``, keyed on global iteration/epoch) the teacher is not run and the terms are logged as 0.
 

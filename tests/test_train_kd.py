@@ -18,6 +18,7 @@ import train_kd
 from distill import teacher as kd_teacher
 from distill.config import DEFAULT_WEIGHTS
 from models import weights
+from models.yolo import Model
 from utils import checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,6 +26,10 @@ KD_COLUMNS = {
     "fgfi": ["train/distill_fgfi"],
     "cilf": ["train/distill_kl", "train/distill_mse"],
     "fgd": ["train/distill_fgd_fg", "train/distill_fgd_bg", "train/distill_fgd_at", "train/distill_fgd_glb"],
+}
+WAVE2_COLUMNS = {  # not in KD_COLUMNS: the multi-method runs below use fgfi, cilf and fgd
+    "cwd": ["train/distill_cwd_p3", "train/distill_cwd_p4", "train/distill_cwd_p5"],
+    "pkd": ["train/distill_pkd_p3", "train/distill_pkd_p4", "train/distill_pkd_p5"],
 }
 
 
@@ -45,8 +50,18 @@ def datasets_env(coco8_dir, monkeypatch):
     monkeypatch.setenv("DATASETS_DIR", str(coco8_dir.parent))
 
 
-@pytest.mark.parametrize("method", ["fgfi", "cilf", "fgd"])
-def test_one_epoch_per_method(tmp_path, datasets_env, yolov5n_pt, monkeypatch, method):
+@pytest.fixture(scope="module")
+def random_yolov5s_pt(tmp_path_factory):
+    """An untrained yolov5s teacher for coco8 (wider than yolov5n: PKD builds its connectors)."""
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("teacher") / "yolov5s-random.pt"
+    checkpoint.save_checkpoint({"model": weights.model_record(Model("yolov5s.yaml", nc=80)), "epoch": -1}, path)
+    return path
+
+
+@pytest.mark.parametrize("method", ["fgfi", "cilf", "fgd", "cwd", "pkd"])
+def test_one_epoch_per_method(tmp_path, datasets_env, yolov5n_pt, monkeypatch, request, method):
+    teacher = request.getfixturevalue("random_yolov5s_pt") if method == "pkd" else yolov5n_pt
     built = []
 
     def spy(ctx):  # keep the step to inspect its teacher afterwards
@@ -55,18 +70,18 @@ def test_one_epoch_per_method(tmp_path, datasets_env, yolov5n_pt, monkeypatch, m
 
     spy.__wrapped__ = train_kd.build_step
     monkeypatch.setattr(train_kd, "build_step", spy)
-    opt = train_kd.main(train_kd.parse_opt(_options(tmp_path, yolov5n_pt, [method], method)))
+    opt = train_kd.main(train_kd.parse_opt(_options(tmp_path, teacher, [method], method)))
     run_dir = Path(opt.save_dir)
 
     # pitfall 7: every KD term is its own finite results.csv column, after the upstream ones
     rows = _results(run_dir)
-    columns = list(rows[0])
-    assert columns[-len(KD_COLUMNS[method]):] == KD_COLUMNS[method]
-    assert all(math.isfinite(float(rows[0][c])) and float(rows[0][c]) > 0 for c in KD_COLUMNS[method])
+    columns, expected = list(rows[0]), {**KD_COLUMNS, **WAVE2_COLUMNS}[method]
+    assert columns[-len(expected):] == expected
+    assert all(math.isfinite(float(rows[0][c])) and float(rows[0][c]) > 0 for c in expected)
 
     # pitfall 1 and 3: the teacher is the checkpoint's, bit-identical after the epoch, without gradients
     step = built[0]
-    reference = kd_teacher.load_teacher(yolov5n_pt)
+    reference = kd_teacher.load_teacher(teacher)
     assert all(torch.equal(v, step.teacher.state_dict()[k]) for k, v in reference.state_dict().items())
     assert all(p.grad is None and not p.requires_grad for p in step.teacher.parameters())
 
@@ -74,11 +89,14 @@ def test_one_epoch_per_method(tmp_path, datasets_env, yolov5n_pt, monkeypatch, m
     student = weights.load_model(run_dir / "weights" / "last.pt")
     assert student.nc == 80
     ckpt = checkpoint.safe_load(run_dir / "weights" / "last.pt")
-    assert ckpt["distill"]["teacher"]["sha256"] == kd_teacher.file_sha256(yolov5n_pt)
+    assert ckpt["distill"]["teacher"]["sha256"] == kd_teacher.file_sha256(teacher)
     restored = {k: v for k, v in ckpt["distill"]["modules"].items()}
     assert restored and all(torch.equal(v.cpu(), step.modules.state_dict()[k].cpu()) for k, v in restored.items())
+    if method in WAVE2_COLUMNS:  # one 1x1 connector per level, student -> teacher channels
+        assert [tuple(restored[f"{method}.{i}.weight"].shape[:2]) for i in range(3)] == [
+            (c_t, c_s) for c_s, c_t in zip(student.detect.in_channels, step.teacher.detect.in_channels)]
     kd_yaml = yaml.safe_load((run_dir / "kd.yaml").read_text())
-    assert kd_yaml["methods"] == [method] and kd_yaml["teacher_sha256"] == kd_teacher.file_sha256(yolov5n_pt)
+    assert kd_yaml["methods"] == [method] and kd_yaml["teacher_sha256"] == kd_teacher.file_sha256(teacher)
     # the default weight is recorded, and pinned in opt.yaml so a resume keeps it if the defaults change
     assert kd_yaml["weights"] == {method: DEFAULT_WEIGHTS[method]}
     resumed = train_kd.build_config(argparse.Namespace(**yaml.safe_load((run_dir / "opt.yaml").read_text())))

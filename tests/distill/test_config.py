@@ -78,7 +78,8 @@ def test_registry_names_the_config_methods_in_term_order():
 
     assert tuple(METHODS) == NAMES and all(issubclass(cls, Method) and cls.name == n for n, cls in METHODS.items())
     terms = [t for cls in METHODS.values() for t in cls.term_names]
-    assert terms[:7] == [
+    assert terms[:13] == [
         "distill/fgfi", "distill/kl", "distill/mse", "distill/fgd_fg", "distill/fgd_bg", "distill/fgd_at",
-        "distill/fgd_glb"]
-    assert terms[-3:] == ["distill/ogd_box", "distill/ogd_cls", "distill/ogd_obj"]  # last: earlier runs unchanged
+        "distill/fgd_glb", "distill/cwd_p3", "distill/cwd_p4", "distill/cwd_p5", "distill/pkd_p3", "distill/pkd_p4",
+        "distill/pkd_p5"]
+    assert terms[-3:] == ["distill/ogd_box", "distill/ogd_cls", "distill/ogd_obj"]  # after the older methods
