@@ -145,7 +145,8 @@ def test_term_names_follow_strides_or_layer_indices():
 
 
 def test_registered_after_fgd_with_validated_options():
-    assert list(METHODS)[-2:] == ["cwd", "pkd"] and list(METHODS).index("fgd") == 2
+    names = list(METHODS)
+    assert names.index("fgd") == 2 and names[3:5] == ["cwd", "pkd"]  # after the older methods: their runs unchanged
     for bad in (dict(cwd_tau=0.0), dict(cwd_norm="gn"), dict(pkd_norm="global")):
         with pytest.raises(ValueError):
             KDConfig(**bad)
