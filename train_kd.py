@@ -22,7 +22,7 @@ import yaml
 
 import train
 from distill import teacher as kd_teacher
-from distill.config import DEFAULT_WEIGHTS, METHODS, KDConfig, option_fields
+from distill.config import DECAYS, DEFAULT_WEIGHTS, METHODS, KDConfig, option_fields
 from distill.step import DistillStep
 from engine.step import StepContext
 from utils import amp, dist
@@ -54,6 +54,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     kd.add_argument("--kd-warmup-iters", type=int, default=KDConfig.start_iter,
                     help="no KD before this global iteration (KDConfig.start_iter; not the LR warmup)")
     kd.add_argument("--kd-stop-epoch", type=int, default=KDConfig.stop_epoch, help="no KD from this epoch on")
+    kd.add_argument("--kd-decay", choices=DECAYS, default=KDConfig.decay,
+                    help="KD weight schedule: none, or cosine (YOLOv6): every KD term times a factor falling from 1 "
+                         "at the KD start to --kd-decay-min at the last iteration of the run")
+    kd.add_argument("--kd-decay-min", type=float, default=KDConfig.decay_min,
+                    help="floor of --kd-decay cosine, as a fraction of the weight (default 0: KD off at the end)")
     return parser
 
 
@@ -89,7 +94,9 @@ def build_config(opt: argparse.Namespace, anchor_t: float = 4.0) -> KDConfig:
     per_method = tuple((m, w) for m, w in pairs if m is not None)
     options = {flat: getattr(opt, flat, field.default) for method in METHODS for flat, field in option_fields(method)}
     return KDConfig(methods=tuple(opt.kd), weight=weight, method_weights=per_method, layers=opt.kd_layers,
-                    anchor_t=anchor_t, start_iter=opt.kd_warmup_iters, stop_epoch=opt.kd_stop_epoch, **options)
+                    anchor_t=anchor_t, start_iter=opt.kd_warmup_iters, stop_epoch=opt.kd_stop_epoch,
+                    decay=getattr(opt, "kd_decay", KDConfig.decay),  # older opt.yaml: absent
+                    decay_min=getattr(opt, "kd_decay_min", KDConfig.decay_min), **options)
 
 
 def build_step(ctx: StepContext) -> DistillStep:
@@ -105,7 +112,7 @@ def build_step(ctx: StepContext) -> DistillStep:
     teacher = kd_teacher.load_teacher(opt.teacher, ctx.device, dtype=teacher_dtype)
     plot_path = None if opt.noplots else Path(ctx.save_dir) / "kd_masks.jpg"
     step = DistillStep(ctx.model, teacher, ctx.compute_loss, config, ctx.imgsz, plot_path,
-                       warmup_iters=ctx.warmup_iters)
+                       warmup_iters=ctx.warmup_iters, total_iters=ctx.epochs * ctx.batches_per_epoch)
     if dist.is_main_process():
         teacher_path, sha256 = Path(teacher.path), teacher.sha256
         record = {"teacher": str(teacher_path), "teacher_sha256": sha256,

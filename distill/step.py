@@ -12,6 +12,8 @@ FGFI/CILF adapters and masks, diagnostic, plot, state). Terms (their own columns
 ``distill/cwd_p3..`` and ``distill/pkd_p3..`` (per level); ``distill/ogd_box/_cls/_obj`` (OGD).
 Each is logged *weighted*, i.e. as it enters the total. Outside the KD schedule (``--kd-warmup-iters``,
 ``--kd-stop-epoch``, keyed on global iteration/epoch) the teacher is not run and the terms are logged as 0.
+``--kd-decay cosine`` multiplies every KD term by ``KDConfig.decay_factor`` (1 at the KD start to ``decay_min`` at
+the last global iteration, ``total_iters - 1``), applied here, after the methods' own weights.
 
 Loss-magnitude diagnostic: at the first iteration that runs the teacher and at the end of the loop's warmup
 (``warmup_iters``, the loop's real warmup length from ``StepContext.warmup_iters``; None: first iteration only),
@@ -58,15 +60,19 @@ class DistillStep:
         warmup_iters: the loop's warmup length, where the loss-magnitude diagnostic is logged a second time
             (train_kd.py passes ``StepContext.warmup_iters``; None: only the first time, the first iteration that
             runs the teacher).
+        total_iters: the run's length in global iterations (``epochs * batches_per_epoch``), for ``--kd-decay``.
     """
 
     checkpoint_key = "distill"
 
     def __init__(self, student: "Model", teacher: Teacher | nn.Module, compute_loss: "ComputeLoss",
-                 config: KDConfig, imgsz: int, plot_path: str | None = None, warmup_iters: int | None = None):
+                 config: KDConfig, imgsz: int, plot_path: str | None = None, warmup_iters: int | None = None,
+                 total_iters: int | None = None):
         student = unwrap(student)
         teacher = teacher if isinstance(teacher, Teacher) else Teacher(teacher)
         self.teacher, self.compute_loss, self.config = teacher, compute_loss, config
+        self.total_iters = None if total_iters is None else int(total_iters)
+        config.decay_factor(0, self.total_iters)  # cosine without a run length fails here, not mid-run
         self.teacher_path, self.teacher_sha256 = teacher.path, teacher.sha256
         self.student_recorder = FeatureRecorder(student, layers=config.layers)
         self.teacher_recorder = FeatureRecorder(teacher.module, layers=config.layers, detach=True)
@@ -111,8 +117,12 @@ class DistillStep:
                 teacher_raw = teacher_out[1] if isinstance(teacher_out, tuple) else teacher_out
                 # KD losses in float32: squared feature differences and sums overflow easily in fp16
                 with torch.autocast(device_type=imgs.device.type, enabled=False):
-                    terms.update(self.kd_terms(preds, teacher_raw, self.student_recorder.features,
-                                               self.teacher_recorder.features, targets))
+                    kd = self.kd_terms(preds, teacher_raw, self.student_recorder.features,
+                                       self.teacher_recorder.features, targets)
+                    if self.config.decay != "none":  # the schedule's factor, on every KD term
+                        factor = self.config.decay_factor(iteration, self.total_iters)
+                        kd = {name: value * factor for name, value in kd.items()}
+                terms.update(kd)
                 if self.plot_path:
                     self._plot(imgs, targets)
                 if self._diagnose_first or iteration == self._diagnose_at:
