@@ -43,6 +43,10 @@ class _KDConfigBase:
         if stray:
             raise ValueError(f"KD weight given for {stray}, which are not among the methods {methods}")
         object.__setattr__(self, "method_weights", per_method)
+        balance = tuple((str(m), float(r)) for m, r in dict(self.balance).items())
+        if any(m not in methods or not r > 0 for m, r in balance):
+            raise ValueError(f"KD balance ratios must be > 0 and for the methods {methods}, got {balance}")
+        object.__setattr__(self, "balance", balance)
         if self.layers is not None:
             object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
         if self.decay not in DECAYS or not 0.0 <= float(self.decay_min) <= 1.0:
@@ -87,6 +91,7 @@ class _KDConfigBase:
         out["methods"] = list(self.methods)
         out["layers"] = None if self.layers is None else list(self.layers)
         out["method_weights"] = {m: w for m, w in self.method_weights}
+        out["balance"] = {m: r for m, r in self.balance}
         return out
 
     @classmethod
@@ -100,6 +105,7 @@ class _KDConfigBase:
         if data.get("layers") is not None:
             data["layers"] = tuple(data["layers"])
         data["method_weights"] = tuple((data.get("method_weights") or {}).items())
+        data["balance"] = tuple((data.get("balance") or {}).items())
         return cls(**data)
 
 
@@ -107,6 +113,7 @@ def _fields() -> list[tuple]:
     common = [("methods", tuple, dataclasses.field(default=DEFAULT_METHODS)),
               ("weight", float | None, dataclasses.field(default=None)),
               ("method_weights", tuple, dataclasses.field(default=())),
+              ("balance", tuple, dataclasses.field(default=())),
               ("layers", tuple | None, dataclasses.field(default=None))]
     options = [(flat, f.type, dataclasses.field(default=f.default))
                for method in METHODS for flat, f in option_fields(method)]
@@ -124,7 +131,8 @@ KDConfig.__doc__ = """Resolved KD options; FGD's ``None`` fields are filled from
 
 methods: any of the registry's (they add up; default fgd). weight: outer lambda for every method, or None for
 the per-method defaults. method_weights: per-method outer lambdas ``(("fgfi", 0.0025), ("fgd", 0.05))`` that
-take precedence over ``weight``. layers: student/teacher layer indices to distil, or None for the inputs of Detect.
+take precedence over ``weight``. balance: ``(("fgd", 0.5),)``, the methods whose weight DistillStep fixes to
+R * detection / unweighted term at the end of the loop's warmup (--kd-balance). layers: student/teacher layer indices to distil, or None for the inputs of Detect.
 ``<method>_<option>``: each method's options (distill/methods). anchor_t: YOLOv5's anchor ratio threshold (the
 FGFI ``matched`` assignment). start_iter: KD off for global iterations < N (flag --kd-warmup-iters; called
 ``warmup_iters`` before, a name that clashed with the loop's LR warmup: from_dict still reads it).
