@@ -14,6 +14,8 @@ Each is logged *weighted*, i.e. as it enters the total. Outside the KD schedule 
 ``--kd-stop-epoch``, keyed on global iteration/epoch) the teacher is not run and the terms are logged as 0.
 ``--kd-decay cosine`` multiplies every KD term by ``KDConfig.decay_factor`` (1 at the KD start to ``decay_min`` at
 the last global iteration, ``total_iters - 1``), applied here, after the methods' own weights.
+``--kd-balance`` (distill/balance.py): the step feeds ``Balance`` the KD iterations of the warmup's last 20, and
+at its last one the balanced methods' ``method.weight`` is fixed (then in ``state_dict()["balance"]``).
 
 Loss-magnitude diagnostic: at the first iteration that runs the teacher and at the end of the loop's warmup
 (``warmup_iters``, the loop's real warmup length from ``StepContext.warmup_iters``; None: first iteration only),
@@ -115,8 +117,7 @@ class DistillStep:
             with self.student_recorder:
                 preds = model(imgs)  # the one student forward (through DDP if wrapped)
             terms = self.compute_loss.components(preds, targets)
-            active = self.config.active(epoch, iteration)
-            if active:
+            if self.config.active(epoch, iteration):
                 terms.update(self._kd(imgs, preds, targets, terms, iteration))
                 if self.plot_path:
                     self._plot(imgs, targets)

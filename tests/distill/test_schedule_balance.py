@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import math
+import socket
 from types import SimpleNamespace
 
 import torch
+import torch.distributed as torch_dist
+import torch.multiprocessing as mp
 import yaml
 
 from distill import teacher as kd_teacher
@@ -120,3 +123,33 @@ def test_zero_term_keeps_its_default_weight(teacher_file, hyp, caplog):
     weights = {m.name: m.weight for m in step.methods}
     assert weights["fgfi"] == 0.001 and weights["fgd"] != 0.03 and step.balance.done
     assert "fgfi: its term was zero" in caplog.text
+
+
+def _ddp_worker(rank: int, port: int, out) -> None:
+    torch_dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    method = _fake("fgd", 1.0, ("b1",))
+    balance = Balance([method], SimpleNamespace(balance=(("fgd", 1.0),)), 1, torch.device("cpu"))
+    det = 2.0 if rank == 0 else 4.0  # ranks disagree; their mean is 3 over a term of 1.5
+    balance.add({"task/box": torch.tensor(det)}, {"b1": torch.tensor(1.0 + rank)}, 0)
+    balance.finish(0)
+    out.put((rank, method.weight))
+    torch_dist.destroy_process_group()
+
+
+def test_balance_averages_the_calibration_sums_over_ranks():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    context = mp.get_context("fork")  # no re-import of the test module: fast
+    out = context.Queue()
+    workers = [context.Process(target=_ddp_worker, args=(rank, port, out)) for rank in range(2)]
+    for worker in workers:
+        worker.start()
+    try:
+        results = dict(out.get(timeout=60) for _ in workers)
+    finally:
+        for worker in workers:
+            worker.join(timeout=10)
+            if worker.is_alive():
+                worker.terminate()
+    assert results == {0: 2.0, 1: 2.0}  # 1.0 * 3 / 1.5 on both ranks
