@@ -22,7 +22,7 @@ import yaml
 
 import train
 from distill import teacher as kd_teacher
-from distill.config import DEFAULT_WEIGHTS, METHODS, KDConfig, option_fields
+from distill.config import DECAYS, DEFAULT_WEIGHTS, METHODS, KDConfig, option_fields
 from distill.step import DistillStep
 from engine.step import StepContext
 from utils import amp, dist
@@ -54,18 +54,27 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     kd.add_argument("--kd-warmup-iters", type=int, default=KDConfig.start_iter,
                     help="no KD before this global iteration (KDConfig.start_iter; not the LR warmup)")
     kd.add_argument("--kd-stop-epoch", type=int, default=KDConfig.stop_epoch, help="no KD from this epoch on")
+    kd.add_argument("--kd-balance", nargs="+", type=kd_balance_arg, default=None, metavar="R|METHOD=R",
+                    help="at the end of the LR warmup fix each method's weight to R x detection / its unweighted "
+                         "term (means over the last 20 warmup iterations); one R for every method or METHOD=R; "
+                         "a METHOD=W --kd-weight wins (that method is not balanced); default off")
+    kd.add_argument("--kd-decay", choices=DECAYS, default=KDConfig.decay,
+                    help="KD weight schedule: none, or cosine (YOLOv6): every KD term times a factor falling from 1 "
+                         "at the KD start to --kd-decay-min at the last iteration of the run")
+    kd.add_argument("--kd-decay-min", type=float, default=KDConfig.decay_min,
+                    help="floor of --kd-decay cosine, as a fraction of the weight (default 0: KD off at the end)")
     return parser
 
 
-def parse_kd_weight(text: str) -> tuple[str | None, float]:
-    """'0.01' -> (None, 0.01) (every method); 'fgd=0.05' -> ('fgd', 0.05)."""
+def parse_kd_weight(text: str, flag: str = "--kd-weight") -> tuple[str | None, float]:
+    """'0.01' -> (None, 0.01) (every method); 'fgd=0.05' -> ('fgd', 0.05). Also --kd-balance's items."""
     method, sep, value = str(text).rpartition("=")
     if sep and method not in METHODS:
-        raise argparse.ArgumentTypeError(f"--kd-weight {text!r}: method must be one of {METHODS}")
+        raise argparse.ArgumentTypeError(f"{flag} {text!r}: method must be one of {METHODS}")
     try:
         return (method or None), float(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--kd-weight {text!r}: expected a number or METHOD=number") from None
+        raise argparse.ArgumentTypeError(f"{flag} {text!r}: expected a number or METHOD=number") from None
 
 
 def kd_weight_arg(text: str) -> str:
@@ -74,22 +83,49 @@ def kd_weight_arg(text: str) -> str:
     return text
 
 
+def kd_balance_arg(text: str) -> str:
+    parse_kd_weight(text, "--kd-balance")
+    return text
+
+
+def _common_and_per_method(items, flag: str) -> tuple[float | None, dict[str, float]]:
+    items = items if isinstance(items, (list, tuple)) else [items]  # a float: older opt.yaml
+    pairs = [parse_kd_weight(item, flag) for item in items if item is not None]
+    common = [w for m, w in pairs if m is None]
+    if len(common) > 1:
+        raise ValueError(f"{flag}: give at most one common value, got {common}")
+    return (common[0] if common else None), {m: w for m, w in pairs if m is not None}
+
+
+def balanced_methods(opt: argparse.Namespace, methods: tuple[str, ...], per_method_weights: dict[str, float]
+                     ) -> tuple[tuple[str, float], ...]:
+    """--kd-balance resolved: (method, R) for each method it covers, except those with a METHOD=W --kd-weight
+    (logged). A common --kd-weight does not stop balancing: it is the weight the terms calibrate with."""
+    common, per_method = _common_and_per_method(getattr(opt, "kd_balance", None), "--kd-balance")
+    out = []
+    for method in methods:
+        ratio = per_method.get(method, common)
+        if ratio is not None and method in per_method_weights:
+            LOGGER.info(f"--kd-balance: {method} is not balanced, its --kd-weight {per_method_weights[method]:g} wins")
+        elif ratio is not None:
+            out.append((method, ratio))
+    return tuple(out)
+
+
 def parse_opt(argv=None) -> argparse.Namespace:
     return get_args_parser().parse_args(argv)
 
 
 def build_config(opt: argparse.Namespace, anchor_t: float = 4.0) -> KDConfig:
     """The frozen KD options from the command line (the only place that reads the KD flags)."""
-    items = opt.kd_weight if isinstance(opt.kd_weight, (list, tuple)) else [opt.kd_weight]  # a float: older opt.yaml
-    pairs = [parse_kd_weight(item) for item in items if item is not None]
-    common = [w for m, w in pairs if m is None]
-    if len(common) > 1:
-        raise ValueError(f"--kd-weight: give at most one common weight, got {common}")
-    weight = common[0] if common else None
-    per_method = tuple((m, w) for m, w in pairs if m is not None)
+    weight, per_method = _common_and_per_method(opt.kd_weight, "--kd-weight")
+    methods = tuple(dict.fromkeys(opt.kd))
     options = {flat: getattr(opt, flat, field.default) for method in METHODS for flat, field in option_fields(method)}
-    return KDConfig(methods=tuple(opt.kd), weight=weight, method_weights=per_method, layers=opt.kd_layers,
-                    anchor_t=anchor_t, start_iter=opt.kd_warmup_iters, stop_epoch=opt.kd_stop_epoch, **options)
+    return KDConfig(methods=methods, weight=weight, method_weights=tuple(per_method.items()), layers=opt.kd_layers,
+                    balance=balanced_methods(opt, methods, per_method),
+                    anchor_t=anchor_t, start_iter=opt.kd_warmup_iters, stop_epoch=opt.kd_stop_epoch,
+                    decay=getattr(opt, "kd_decay", KDConfig.decay),  # older opt.yaml: absent
+                    decay_min=getattr(opt, "kd_decay_min", KDConfig.decay_min), **options)
 
 
 def build_step(ctx: StepContext) -> DistillStep:
@@ -105,7 +141,8 @@ def build_step(ctx: StepContext) -> DistillStep:
     teacher = kd_teacher.load_teacher(opt.teacher, ctx.device, dtype=teacher_dtype)
     plot_path = None if opt.noplots else Path(ctx.save_dir) / "kd_masks.jpg"
     step = DistillStep(ctx.model, teacher, ctx.compute_loss, config, ctx.imgsz, plot_path,
-                       warmup_iters=ctx.warmup_iters)
+                       warmup_iters=ctx.warmup_iters, total_iters=ctx.epochs * ctx.batches_per_epoch,
+                       balance_path=Path(ctx.save_dir) / "kd_balance.yaml")
     if dist.is_main_process():
         teacher_path, sha256 = Path(teacher.path), teacher.sha256
         record = {"teacher": str(teacher_path), "teacher_sha256": sha256,
@@ -123,8 +160,13 @@ def main(opt: argparse.Namespace, callbacks=None) -> argparse.Namespace:
     """Check the KD options early (a fresh run), then run train.py's main with the distillation step."""
     if not opt.resume:
         config = build_config(opt)  # invalid combinations fail before any data or model is touched
-        # opt.yaml records each method's weight, so a resume keeps it even if the library defaults change
-        opt.kd_weight = [f"{m}={config.method_weight(m)!r}" for m in config.methods]
+        # opt.yaml records each method's weight, so a resume keeps it even if the library defaults change; a
+        # balanced method keeps only the common weight it calibrates with (a METHOD=W would stop its balancing)
+        balanced = dict(config.balance)
+        opt.kd_weight = [f"{m}={config.method_weight(m)!r}" for m in config.methods if m not in balanced]
+        if balanced and config.weight is not None:
+            opt.kd_weight.append(repr(config.weight))
+        opt.kd_balance = [f"{m}={r!r}" for m, r in config.balance] or None
         if not opt.teacher or not Path(opt.teacher).is_file():
             raise FileNotFoundError(f"--teacher {opt.teacher!r} not found")
     return train.main(opt, step_factory=build_step, callbacks=callbacks)

@@ -7,12 +7,14 @@ new method adds its fields here and its flags to train_kd.py without editing eit
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from distill.methods import METHODS as REGISTRY
 from distill.methods.fgd import FGD_PRESETS  # noqa: F401 - re-exported for train_kd.py and older callers
 
 METHODS = tuple(REGISTRY)
 DEFAULT_METHODS = ("fgd",)  # train_kd.py's --kd default reads this
+DECAYS = ("none", "cosine")  # --kd-decay
 RENAMED = {"warmup_iters": "start_iter"}  # old key -> new key, for kd.yaml / checkpoints written before the rename
 
 # Outer weight (lambda) per method when --kd-weight is not given (each Method.default_weight), tuned on the BCCD
@@ -41,8 +43,15 @@ class _KDConfigBase:
         if stray:
             raise ValueError(f"KD weight given for {stray}, which are not among the methods {methods}")
         object.__setattr__(self, "method_weights", per_method)
+        balance = tuple((str(m), float(r)) for m, r in dict(self.balance).items())
+        if any(m not in methods or not r > 0 for m, r in balance):
+            raise ValueError(f"KD balance ratios must be > 0 and for the methods {methods}, got {balance}")
+        object.__setattr__(self, "balance", balance)
         if self.layers is not None:
             object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
+        if self.decay not in DECAYS or not 0.0 <= float(self.decay_min) <= 1.0:
+            raise ValueError(f"KD decay must be one of {DECAYS} with a floor in [0, 1], "
+                             f"got {self.decay!r} {self.decay_min!r}")
         for method in METHODS:  # validate through the options dataclass and keep what it resolved (FGD presets)
             resolved = self.options(method)
             for flat, f in option_fields(method):
@@ -65,12 +74,24 @@ class _KDConfigBase:
             return False
         return self.stop_epoch is None or epoch < self.stop_epoch
 
+    def decay_factor(self, iteration: int, total_iters: int | None) -> float:
+        """KD weight factor at this global iteration: 1 with ``decay`` "none"; with "cosine" (YOLOv6) it falls from
+        1 at ``start_iter`` to ``decay_min`` at the last iteration ``total_iters - 1`` (half a cosine)."""
+        if self.decay == "none":
+            return 1.0
+        if total_iters is None:
+            raise ValueError("KD cosine decay needs the run's length (total_iters)")
+        span = total_iters - 1 - self.start_iter
+        progress = 1.0 if span <= 0 else min(max((iteration - self.start_iter) / span, 0.0), 1.0)
+        return self.decay_min + (1.0 - self.decay_min) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
     def to_dict(self) -> dict:
         """Plain data (lists, not tuples) for yaml files and checkpoints."""
         out = dataclasses.asdict(self)
         out["methods"] = list(self.methods)
         out["layers"] = None if self.layers is None else list(self.layers)
         out["method_weights"] = {m: w for m, w in self.method_weights}
+        out["balance"] = {m: r for m, r in self.balance}
         return out
 
     @classmethod
@@ -84,6 +105,7 @@ class _KDConfigBase:
         if data.get("layers") is not None:
             data["layers"] = tuple(data["layers"])
         data["method_weights"] = tuple((data.get("method_weights") or {}).items())
+        data["balance"] = tuple((data.get("balance") or {}).items())
         return cls(**data)
 
 
@@ -91,12 +113,15 @@ def _fields() -> list[tuple]:
     common = [("methods", tuple, dataclasses.field(default=DEFAULT_METHODS)),
               ("weight", float | None, dataclasses.field(default=None)),
               ("method_weights", tuple, dataclasses.field(default=())),
+              ("balance", tuple, dataclasses.field(default=())),
               ("layers", tuple | None, dataclasses.field(default=None))]
     options = [(flat, f.type, dataclasses.field(default=f.default))
                for method in METHODS for flat, f in option_fields(method)]
     schedule = [("anchor_t", float, dataclasses.field(default=4.0)),
                 ("start_iter", int, dataclasses.field(default=0)),
-                ("stop_epoch", int | None, dataclasses.field(default=None))]
+                ("stop_epoch", int | None, dataclasses.field(default=None)),
+                ("decay", str, dataclasses.field(default="none")),
+                ("decay_min", float, dataclasses.field(default=0.0))]
     return common + options + schedule
 
 
@@ -106,9 +131,11 @@ KDConfig.__doc__ = """Resolved KD options; FGD's ``None`` fields are filled from
 
 methods: any of the registry's (they add up; default fgd). weight: outer lambda for every method, or None for
 the per-method defaults. method_weights: per-method outer lambdas ``(("fgfi", 0.0025), ("fgd", 0.05))`` that
-take precedence over ``weight``. layers: student/teacher layer indices to distil, or None for the inputs of Detect.
+take precedence over ``weight``. balance: ``(("fgd", 0.5),)``, the methods whose weight DistillStep fixes to
+R * detection / unweighted term at the end of the loop's warmup (--kd-balance). layers: student/teacher layer indices to distil, or None for the inputs of Detect.
 ``<method>_<option>``: each method's options (distill/methods). anchor_t: YOLOv5's anchor ratio threshold (the
 FGFI ``matched`` assignment). start_iter: KD off for global iterations < N (flag --kd-warmup-iters; called
 ``warmup_iters`` before, a name that clashed with the loop's LR warmup: from_dict still reads it).
-stop_epoch: KD off from this epoch on (None = never).
+stop_epoch: KD off from this epoch on (None = never). decay: "none", or "cosine" (YOLOv6): every KD term times a
+factor falling from 1 at start_iter to decay_min at the run's last global iteration (``decay_factor``).
 """

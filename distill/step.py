@@ -12,6 +12,10 @@ FGFI/CILF adapters and masks, diagnostic, plot, state). Terms (their own columns
 ``distill/cwd_p3..`` and ``distill/pkd_p3..`` (per level); ``distill/ogd_box/_cls/_obj`` (OGD).
 Each is logged *weighted*, i.e. as it enters the total. Outside the KD schedule (``--kd-warmup-iters``,
 ``--kd-stop-epoch``, keyed on global iteration/epoch) the teacher is not run and the terms are logged as 0.
+``--kd-decay cosine`` multiplies every KD term by ``KDConfig.decay_factor`` (1 at the KD start to ``decay_min`` at
+the last global iteration, ``total_iters - 1``), applied here, after the methods' own weights.
+``--kd-balance`` (distill/balance.py): the step feeds ``Balance`` the KD iterations of the warmup's last 20, and
+at its last one the balanced methods' ``method.weight`` is fixed (then in ``state_dict()["balance"]``).
 
 Loss-magnitude diagnostic: at the first iteration that runs the teacher and at the end of the loop's warmup
 (``warmup_iters``, the loop's real warmup length from ``StepContext.warmup_iters``; None: first iteration only),
@@ -31,6 +35,7 @@ from distill import adapters, masks
 from distill.config import KDConfig
 from distill.recorder import FeatureRecorder, unwrap
 from distill.methods import METHODS, Setup, Shared
+from distill.balance import Balance
 from distill.teacher import Teacher, check_compatible
 
 LOGGER = logging.getLogger(__name__)
@@ -58,15 +63,20 @@ class DistillStep:
         warmup_iters: the loop's warmup length, where the loss-magnitude diagnostic is logged a second time
             (train_kd.py passes ``StepContext.warmup_iters``; None: only the first time, the first iteration that
             runs the teacher).
+        total_iters: the run's length in global iterations (``epochs * batches_per_epoch``), for ``--kd-decay``.
+        balance_path: where the main process writes the weights ``--kd-balance`` chose (kd_balance.yaml), or None.
     """
 
     checkpoint_key = "distill"
 
     def __init__(self, student: "Model", teacher: Teacher | nn.Module, compute_loss: "ComputeLoss",
-                 config: KDConfig, imgsz: int, plot_path: str | None = None, warmup_iters: int | None = None):
+                 config: KDConfig, imgsz: int, plot_path: str | None = None, warmup_iters: int | None = None,
+                 total_iters: int | None = None, balance_path: str | None = None):
         student = unwrap(student)
         teacher = teacher if isinstance(teacher, Teacher) else Teacher(teacher)
         self.teacher, self.compute_loss, self.config = teacher, compute_loss, config
+        self.total_iters = None if total_iters is None else int(total_iters)
+        config.decay_factor(0, self.total_iters)  # cosine without a run length fails here, not mid-run
         self.teacher_path, self.teacher_sha256 = teacher.path, teacher.sha256
         self.student_recorder = FeatureRecorder(student, layers=config.layers)
         self.teacher_recorder = FeatureRecorder(teacher.module, layers=config.layers, detach=True)
@@ -97,6 +107,8 @@ class DistillStep:
                 self.modules[method.name] = method.modules
         self.modules.to(next(student.parameters()).device)
         self.term_names = tuple(name for method in self.methods for name in method.term_names)
+        self.balance = Balance(self.methods, config, warmup_iters, next(student.parameters()).device,
+                               balance_path if main_process else None) if config.balance else None
 
     def __call__(self, model: nn.Module, imgs: torch.Tensor, targets: torch.Tensor, *, epoch: int,
                  iteration: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -106,13 +118,7 @@ class DistillStep:
                 preds = model(imgs)  # the one student forward (through DDP if wrapped)
             terms = self.compute_loss.components(preds, targets)
             if self.config.active(epoch, iteration):
-                with torch.no_grad(), self.teacher_recorder:
-                    teacher_out = self.teacher(imgs)
-                teacher_raw = teacher_out[1] if isinstance(teacher_out, tuple) else teacher_out
-                # KD losses in float32: squared feature differences and sums overflow easily in fp16
-                with torch.autocast(device_type=imgs.device.type, enabled=False):
-                    terms.update(self.kd_terms(preds, teacher_raw, self.student_recorder.features,
-                                               self.teacher_recorder.features, targets))
+                terms.update(self._kd(imgs, preds, targets, terms, iteration))
                 if self.plot_path:
                     self._plot(imgs, targets)
                 if self._diagnose_first or iteration == self._diagnose_at:
@@ -120,11 +126,30 @@ class DistillStep:
             else:
                 zero = torch.zeros((), device=imgs.device)
                 terms.update({name: zero for name in self.term_names})
+            if self.balance is not None and not self.balance.done and iteration >= self.balance.end - 1:
+                self.balance.finish(iteration)  # on every rank at the same iteration: the sums are all-reduced
         finally:  # drop references to this batch's graph and activations
             self.student_recorder.clear()
             self.teacher_recorder.clear()
         total = sum(terms.values()) * imgs.shape[0]
         return total, {name: value.detach() for name, value in terms.items()}
+
+    def _kd(self, imgs: torch.Tensor, preds: list[torch.Tensor], targets: torch.Tensor,
+            detection: dict[str, torch.Tensor], iteration: int) -> dict[str, torch.Tensor]:
+        """The teacher forward and the KD terms of one batch, with the decay factor; feeds the calibration."""
+        with torch.no_grad(), self.teacher_recorder:
+            teacher_out = self.teacher(imgs)
+        teacher_raw = teacher_out[1] if isinstance(teacher_out, tuple) else teacher_out
+        # KD losses in float32: squared feature differences and sums overflow easily in fp16
+        with torch.autocast(device_type=imgs.device.type, enabled=False):
+            kd = self.kd_terms(preds, teacher_raw, self.student_recorder.features, self.teacher_recorder.features,
+                               targets)
+            if self.balance is not None and not self.balance.done:
+                self.balance.add(detection, kd, iteration)  # before the decay: its factor is no weight of a term
+            if self.config.decay != "none":  # the schedule's factor, on every KD term
+                factor = self.config.decay_factor(iteration, self.total_iters)
+                kd = {name: value * factor for name, value in kd.items()}
+        return kd
 
     def _diagnose(self, terms: dict[str, torch.Tensor], epoch: int, iteration: int) -> None:
         """Log the weighted per-image KD terms beside the detection terms (main process; see the module doc)."""
@@ -167,8 +192,11 @@ class DistillStep:
 
     def state_dict(self) -> dict:
         """Adapters/FGD weights plus the options and teacher identity they were trained with (plain data)."""
-        return {"modules": self.modules.state_dict(), "config": self.config.to_dict(),
-                "teacher": {"path": self.teacher_path, "sha256": self.teacher_sha256}}
+        state = {"modules": self.modules.state_dict(), "config": self.config.to_dict(),
+                 "teacher": {"path": self.teacher_path, "sha256": self.teacher_sha256}}
+        if self.balance is not None:  # only with --kd-balance: the state of other runs is as before
+            state["balance"] = self.balance.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         saved = KDConfig.from_dict(state["config"])
@@ -180,6 +208,8 @@ class DistillStep:
             raise ValueError(f"the teacher file changed since this run started (sha256 {saved_sha[:12]}... in the "
                              f"checkpoint, {self.teacher_sha256[:12]}... now): resume with the original teacher")
         self.modules.load_state_dict(state["modules"], strict=True)
+        if self.balance is not None and state.get("balance"):  # older checkpoints have none: calibrate as usual
+            self.balance.load_state_dict(state["balance"])
 
     def close(self) -> None:
         """Remove the recorders' hooks from student and teacher."""

@@ -187,3 +187,40 @@ def test_bccd_one_epoch_ogd_with_the_upstream_bccd_teacher(tmp_path, bccd_subset
     assert all(math.isfinite(float(rows[0][c])) and float(rows[0][c]) > 0 for c in columns)
     kd_yaml = yaml.safe_load((run_dir / "kd.yaml").read_text())
     assert kd_yaml["methods"] == ["ogd"] and kd_yaml["weights"] == {"ogd": DEFAULT_WEIGHTS["ogd"]}
+
+
+def test_kd_balance_flag_explicit_weight_wins_and_pinning_keeps_it(caplog):
+    def config(*extra):
+        return train_kd.build_config(train_kd.parse_opt(["--teacher", "t.pt", "--kd", "fgfi", "fgd", *extra]))
+
+    assert config().balance == () and config("--kd-balance", "0.5").balance == (("fgfi", 0.5), ("fgd", 0.5))
+    assert config("--kd-balance", "0.5", "fgd=2").balance == (("fgfi", 0.5), ("fgd", 2.0))
+    with caplog.at_level("INFO", logger="train_kd"):
+        mixed = config("--kd-balance", "0.5", "--kd-weight", "0.01", "fgd=0.05")
+    assert mixed.balance == (("fgfi", 0.5),) and mixed.method_weight("fgfi") == 0.01  # calibrates at 0.01
+    assert "fgd is not balanced, its --kd-weight 0.05 wins" in caplog.text
+    with pytest.raises(SystemExit):
+        train_kd.parse_opt(["--teacher", "t.pt", "--kd-balance", "mgd=1"])
+    opt = train_kd.parse_opt(["--teacher", "t.pt", "--kd", "fgfi", "fgd", "--kd-balance", "fgd=0.5"])
+    assert (opt.kd_decay, opt.kd_decay_min) == ("none", 0.0)
+    assert train_kd.parse_opt(["--teacher", "t.pt", "--kd-decay", "cosine"]).kd_decay == "cosine"
+
+
+def test_one_epoch_with_kd_balance_logs_writes_and_checkpoints_the_weights(tmp_path, datasets_env, yolov5n_pt,
+                                                                          monkeypatch):
+    """A 1-iteration LR warmup (coco8: one batch per epoch) (patched; the loop's minimum is 100) so calibration ends inside the one epoch."""
+    from utils import optim
+
+    monkeypatch.setattr(optim, "warmup_iterations", lambda *args, **kwargs: 1)
+    argv = _options(tmp_path, yolov5n_pt, ["fgfi", "fgd"], "balance") + ["--kd-balance", "0.5", "--noplots",
+                                                                           "--kd-weight", "fgfi=0.002"]
+    run_dir = Path(train_kd.main(train_kd.parse_opt(argv)).save_dir)
+    chosen = yaml.safe_load((run_dir / "kd_balance.yaml").read_text())
+    assert list(chosen["weights"]) == ["fgd"] and chosen["weights"]["fgd"] > 0 and chosen["samples"] == 1
+    assert math.isclose(chosen["weights"]["fgd"], 0.5 * chosen["detection"] / chosen["unweighted"]["fgd"])
+    state = checkpoint.safe_load(run_dir / "weights" / "last.pt")["distill"]["balance"]
+    assert state == {"done": True, "weights": chosen["weights"]}
+    kd_yaml = yaml.safe_load((run_dir / "kd.yaml").read_text())  # at set-up: the calibration weights
+    assert kd_yaml["balance"] == {"fgd": 0.5} and kd_yaml["weights"] == {"fgfi": 0.002, "fgd": DEFAULT_WEIGHTS["fgd"]}
+    opt_yaml = yaml.safe_load((run_dir / "opt.yaml").read_text())  # a resume balances the same methods
+    assert opt_yaml["kd_balance"] == ["fgd=0.5"] and opt_yaml["kd_weight"] == ["fgfi=0.002"]

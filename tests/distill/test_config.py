@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 
@@ -83,3 +84,18 @@ def test_registry_names_the_config_methods_in_term_order():
         "distill/fgd_glb", "distill/cwd_p3", "distill/cwd_p4", "distill/cwd_p5", "distill/pkd_p3", "distill/pkd_p4",
         "distill/pkd_p5"]
     assert terms[-3:] == ["distill/ogd_box", "distill/ogd_cls", "distill/ogd_obj"]  # after the older methods
+
+
+def test_cosine_decay_factor_from_the_kd_start_to_the_floor_at_the_last_iteration():
+    assert KDConfig().decay_factor(123, None) == 1.0  # "none": today's behaviour, no run length needed
+    cosine = KDConfig(decay="cosine")  # floor 0, KD from iteration 0, 11 iterations: the last is 10
+    assert [round(cosine.decay_factor(i, 11), 12) for i in (0, 5, 10, 50)] == [1.0, 0.5, 0.0, 0.0]
+    assert round(cosine.decay_factor(2, 11), 12) == round(0.5 * (1 + math.cos(math.pi * 0.2)), 12)  # 0.904508...
+    late = KDConfig(decay="cosine", decay_min=0.2, start_iter=4)  # counted from the KD start: 4..14
+    assert [round(late.decay_factor(i, 15), 12) for i in (0, 4, 9, 14)] == [1.0, 1.0, 0.6, 0.2]
+    assert KDConfig.from_dict(late.to_dict()) == late
+    for bad in (dict(decay="linear"), dict(decay="cosine", decay_min=1.5)):
+        with pytest.raises(ValueError, match="decay"):
+            KDConfig(**bad)
+    with pytest.raises(ValueError, match="total_iters"):
+        cosine.decay_factor(0, None)
