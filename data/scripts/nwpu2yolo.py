@@ -14,10 +14,11 @@ Output (a separate folder; the source is only read): ``images/{train,val}/`` (sy
 overlap the positive ones) and get an empty label file. A copy without ``negative image set/`` (the
 shared one) converts with ``--include-negatives`` too: the summary says no background was added.
 
-Where the output goes by default: ``data.config.writable_datasets_dir() / NWPU-VHR-10``, i.e.
-``$DATASETS_DIR/NWPU-VHR-10`` when ``DATASETS_DIR`` is writeable, else ``<repo>/../datasets/NWPU-VHR-10``
-(a read-only ``DATASETS_DIR`` such as ``../shared/datasets`` in CI is never written). data/NWPU-VHR-10.yaml
-finds it in either place, so one command is enough.
+Where the output goes by default: ``<repo>/../datasets/NWPU-VHR-10`` (``data.config.default_datasets_dir()``),
+whatever ``DATASETS_DIR`` is: ``DATASETS_DIR`` is where the published folder is read from, and a shared copy
+(``../shared/datasets``, read-only in CI, writeable to root elsewhere) is never written. data/NWPU-VHR-10.yaml
+looks there after ``DATASETS_DIR``, so one command is enough. The ``download: nwpu2yolo`` hook converts into
+the root data.config asks for (refused when read-only).
 
 The split is a pure function of (seed, image ids): images are ordered by sha256("<seed>:<stem>") and the
 first round(n * val_fraction) go to val, so it is the same on every machine and library version (80/20 of
@@ -241,9 +242,9 @@ def main(root: Path) -> Path:
 def cli(argv=None) -> Summary:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--src", default=None, help=f"the published folder (default: DATASETS_DIR/'{SOURCE_NAME}')")
-    ap.add_argument("--out", default=None, help=f"output folder (default: DATASETS_DIR/{OUTPUT_NAME}, or "
-                                                f"<repo>/../datasets/{OUTPUT_NAME} when DATASETS_DIR is read-only; "
-                                                "data/NWPU-VHR-10.yaml reads both)")
+    ap.add_argument("--out", default=None, help=f"output folder (default: <repo>/../datasets/{OUTPUT_NAME}, never "
+                                                "DATASETS_DIR, which may be a shared read-only copy; "
+                                                "data/NWPU-VHR-10.yaml reads it there)")
     ap.add_argument("--seed", type=int, default=0, help="split seed")
     ap.add_argument("--val-fraction", type=float, default=0.2, help="share of the positive images in val")
     ap.add_argument("--include-negatives", action="store_true", help="add the negative images to train as background")
@@ -252,7 +253,7 @@ def cli(argv=None) -> Summary:
     src = Path(args.src) if args.src else default_source()
     if not (src / POSITIVE).is_dir():
         ap.exit(2, missing_source_message([src]) + "\n")
-    out = Path(args.out) if args.out else config.writable_datasets_dir() / OUTPUT_NAME
+    out = Path(args.out) if args.out else config.default_datasets_dir() / OUTPUT_NAME
     try:
         _check_writeable(out)
     except PermissionError as e:

@@ -74,6 +74,18 @@ def test_one_command_with_read_only_shared_datasets_dir(nwpu_shared, tmp_path, m
     assert not (nwpu_shared.parent / nwpu2yolo.OUTPUT_NAME).exists()
 
 
+def test_one_command_never_writes_into_a_writeable_datasets_dir(nwpu_shared, tmp_path, monkeypatch):
+    """Even when DATASETS_DIR can be written (a shared copy as root), the conversion goes beside the repo."""
+    source_root, writable = tmp_path / "shared_datasets", tmp_path / "datasets"
+    source_root.mkdir()
+    (source_root / nwpu2yolo.SOURCE_NAME).symlink_to(nwpu_shared, target_is_directory=True)
+    monkeypatch.setenv("DATASETS_DIR", str(source_root))
+    monkeypatch.setattr(config, "default_datasets_dir", lambda: writable)
+    nwpu2yolo.cli([])
+    assert sorted(p.name for p in source_root.iterdir()) == [nwpu2yolo.SOURCE_NAME]
+    assert config.check_dataset("NWPU-VHR-10.yaml")["path"] == str(writable / nwpu2yolo.OUTPUT_NAME)
+
+
 def test_autodownload_never_writes_into_read_only_root(nwpu_shared, tmp_path, monkeypatch):
     writable = tmp_path / "datasets"
     monkeypatch.setenv("DATASETS_DIR", str(nwpu_shared.parent))
