@@ -10,6 +10,7 @@ import dataclasses
 import math
 
 from distill.methods import METHODS as REGISTRY
+from distill.methods.base import check_choices
 from distill.methods.fgd import FGD_PRESETS  # noqa: F401 - re-exported for train_kd.py and older callers
 
 METHODS = tuple(REGISTRY)
@@ -59,7 +60,9 @@ class _KDConfigBase:
 
     def options(self, method: str):
         """The options dataclass of ``method`` with this config's values."""
-        return REGISTRY[method].Options(**{f.name: getattr(self, flat) for flat, f in option_fields(method)})
+        options = REGISTRY[method].Options(**{f.name: getattr(self, flat) for flat, f in option_fields(method)})
+        check_choices(method, options)
+        return options
 
     def method_weight(self, method: str) -> float:
         """Outer weight of ``method``: its entry in ``method_weights``, else ``weight``, else the default."""

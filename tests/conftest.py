@@ -72,3 +72,22 @@ def bccd_subset_yaml(bccd_dir, tmp_path_factory) -> Path:
     path = tmp / "bccd_subset.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
+
+
+@pytest.fixture(scope="session")
+def untrained_checkpoint(tmp_path_factory):
+    """Factory: ``make(cfg, nc, seed=1)`` saves a fresh, seeded ``Model(cfg, nc)`` as one of our checkpoints (a
+    stand-in teacher or weights file) in a new temporary folder and returns its path."""
+    import torch
+
+    from models import weights
+    from models.yolo import Model
+    from utils import checkpoint
+
+    def make(cfg: str, nc: int, seed: int = 1) -> Path:
+        torch.manual_seed(seed)
+        path = tmp_path_factory.mktemp("teacher") / f"{Path(cfg).stem}-nc{nc}.pt"
+        checkpoint.save_checkpoint({"model": weights.model_record(Model(cfg, nc=nc)), "epoch": -1}, path)
+        return path
+
+    return make

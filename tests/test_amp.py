@@ -178,11 +178,8 @@ def test_bf16_checkpoint_validates_in_fp32_and_with_half(bf16_run, native, tmp_p
 
 
 @pytest.fixture(scope="module")
-def teacher_file(tmp_path_factory):
-    torch.manual_seed(1)
-    path = tmp_path_factory.mktemp("teacher") / "teacher.pt"
-    checkpoint.save_checkpoint({"model": weights.model_record(Model("yolov5s.yaml", nc=2)), "epoch": -1}, path)
-    return path
+def teacher_file(untrained_checkpoint):
+    return untrained_checkpoint("yolov5s.yaml", nc=2)
 
 
 def test_kd_losses_fp32_with_bf16_teacher(teacher_file):

@@ -18,7 +18,6 @@ import train_kd
 from distill import teacher as kd_teacher
 from distill.config import DEFAULT_WEIGHTS
 from models import weights
-from models.yolo import Model
 from utils import checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,12 +50,9 @@ def datasets_env(coco8_dir, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def random_yolov5s_pt(tmp_path_factory):
+def random_yolov5s_pt(untrained_checkpoint):
     """An untrained yolov5s teacher for coco8 (wider than yolov5n: PKD builds its connectors)."""
-    torch.manual_seed(1)
-    path = tmp_path_factory.mktemp("teacher") / "yolov5s-random.pt"
-    checkpoint.save_checkpoint({"model": weights.model_record(Model("yolov5s.yaml", nc=80)), "epoch": -1}, path)
-    return path
+    return untrained_checkpoint("yolov5s.yaml", nc=80)
 
 
 @pytest.mark.parametrize("method", ["fgfi", "cilf", "fgd", "cwd", "pkd"])

@@ -9,6 +9,8 @@ set ``needs_anchors`` / ``uses_adapters``: DistillStep then builds one adapter s
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, ClassVar
@@ -24,7 +26,8 @@ if TYPE_CHECKING:  # type hints only
 
 @dataclass(frozen=True)
 class Setup:
-    """What a method may use at construction: channels per distilled level, both Detect heads, and the class
+    """What a method may use at construction: channels per distilled level (student and teacher lists of one
+    length: DistillStep checks the levels first, distill.teacher.check_compatible), both Detect heads, and the class
     names ({index: name}) of both models where they carry them (None otherwise)."""
 
     student_channels: list[int]
@@ -59,6 +62,31 @@ class Shared:
     @cached_property
     def adapted(self) -> list[torch.Tensor]:
         return adapters.adapt(self.adapter_set, self.student_feats)
+
+
+def level_names(prefix: str, setup: Setup, layers: tuple[int, ...] | None) -> tuple[str, ...]:
+    """``distill/<prefix>_p<log2 stride>`` per head level, or ``distill/<prefix>_l<index>`` for ``--kd-layers``.
+
+    Falls back to ``_l0, _l1, ...`` (level positions) when the head's strides are not distinct powers of two.
+    """
+    levels = len(setup.teacher_channels)
+    if layers is not None:
+        return tuple(f"distill/{prefix}_l{index}" for index in layers)
+    strides = [float(s) for s in getattr(setup.teacher_detect, "stride", [])]
+    exponents = [round(math.log2(s)) if s > 1 else None for s in strides]
+    if (len(strides) == levels and None not in exponents and len(set(exponents)) == levels
+            and all(2 ** e == s for e, s in zip(exponents, strides))):
+        return tuple(f"distill/{prefix}_p{e}" for e in exponents)
+    return tuple(f"distill/{prefix}_l{i}" for i in range(levels))
+
+
+def check_choices(method: str, options) -> None:
+    """ValueError for an option outside its field's ``choices`` metadata (the same list the flag offers), so the
+    command line and ``KDConfig(...)`` reject the same values and each method declares its choices once."""
+    for f in dataclasses.fields(options):
+        value, choices = getattr(options, f.name), f.metadata.get("choices")
+        if choices is not None and value not in choices:
+            raise ValueError(f"{method}_{f.name.rstrip('_')} must be one of {tuple(choices)}, got {value!r}")
 
 
 class Method:

@@ -25,8 +25,6 @@ class CILFOptions:
         "help": "CILF KL on raw Detect outputs (Bernoulli) or on channel-softmax features"})
 
     def __post_init__(self):
-        if self.kl not in ("outputs", "features"):
-            raise ValueError(f"cilf_kl must be 'outputs' or 'features', got {self.kl!r}")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"cilf_alpha must lie in [0, 1], got {self.alpha}")
         if self.temperature <= 0:

@@ -20,14 +20,13 @@ levels (p = log2 of the level's stride, the teacher head's ``stride`` = imgsz / 
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from distill.methods.base import Method, Setup
+from distill.methods.base import Method, Setup, level_names
 
 BN_EPS = 1e-5  # BatchNorm2d's default, for the teacher's affine-free normalisation (--cwd-norm bn)
 
@@ -45,24 +44,6 @@ class CWDOptions:
     def __post_init__(self):
         if self.tau <= 0:
             raise ValueError("temperatures must be positive")
-        if self.norm not in ("none", "bn"):
-            raise ValueError(f"cwd_norm must be 'none' or 'bn', got {self.norm!r}")
-
-
-def level_names(prefix: str, setup: Setup, layers: tuple[int, ...] | None) -> tuple[str, ...]:
-    """``distill/<prefix>_p<log2 stride>`` per head level, or ``distill/<prefix>_l<index>`` for ``--kd-layers``.
-
-    Falls back to ``_l0, _l1, ...`` (level positions) when the head's strides are not distinct powers of two.
-    """
-    levels = len(setup.teacher_channels)
-    if layers is not None:
-        return tuple(f"distill/{prefix}_l{index}" for index in layers)
-    strides = [float(s) for s in getattr(setup.teacher_detect, "stride", [])]
-    exponents = [round(math.log2(s)) if s > 1 else None for s in strides]
-    if (len(strides) == levels and None not in exponents and len(set(exponents)) == levels
-            and all(2 ** e == s for e, s in zip(exponents, strides))):
-        return tuple(f"distill/{prefix}_p{e}" for e in exponents)
-    return tuple(f"distill/{prefix}_l{i}" for i in range(levels))
 
 
 def cwd_loss(student: torch.Tensor, teacher: torch.Tensor, tau: float) -> torch.Tensor:
@@ -95,9 +76,6 @@ class CWD(Method):
 
     def __init__(self, config, setup: Setup):
         super().__init__(config, setup)
-        if len(setup.student_channels) != len(setup.teacher_channels):
-            raise ValueError(f"student has {len(setup.student_channels)} distilled levels, "
-                             f"teacher {len(setup.teacher_channels)}")
         self.term_names = level_names("cwd", setup, config.layers)  # this run's levels (class value: P3-P5)
         self.modules = nn.ModuleList(build_connector(c_s, c_t, self.options.norm)
                                      for c_s, c_t in zip(setup.student_channels, setup.teacher_channels))

@@ -16,10 +16,6 @@ class FGFIOptions:
         "choices": ("all", "matched"),
         "help": "FGFI GTs per level: all, or only those YOLOv5's assigner matches to the level"})
 
-    def __post_init__(self):
-        if self.assign not in ("all", "matched"):
-            raise ValueError(f"fgfi_assign must be 'all' or 'matched', got {self.assign!r}")
-
 
 class FGFI(Method):
     name = "fgfi"

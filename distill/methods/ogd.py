@@ -38,10 +38,6 @@ class OGDOptions:
         "help": "OGD w/h term: KL on the sigmoids like x/y (default; YOLOv5 decodes w/h through a sigmoid) or L1 "
                 "on the logits (the YOLOv3 recipe)"})
 
-    def __post_init__(self):
-        if self.wh not in ("kl", "l1"):
-            raise ValueError(f"ogd_wh must be 'kl' or 'l1', got {self.wh!r}")
-
 
 def ogd_losses(student_outputs: list[torch.Tensor], teacher_outputs: list[torch.Tensor], wh: str = "kl"
                ) -> dict[str, torch.Tensor]:

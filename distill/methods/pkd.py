@@ -19,8 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from distill.methods.base import Method, Setup
-from distill.methods.cwd import level_names
+from distill.methods.base import Method, Setup, level_names
 
 STD_EPS = 1e-6  # added to the std, as in the reference
 
@@ -31,10 +30,6 @@ class PKDOptions:
         "choices": ("batch", "sample"),
         "help": "PKD standardisation per channel over the batch and positions (batch, the reference) or per "
                 "sample and channel over the positions (sample)"})
-
-    def __post_init__(self):
-        if self.norm not in ("batch", "sample"):
-            raise ValueError(f"pkd_norm must be 'batch' or 'sample', got {self.norm!r}")
 
 
 def standardise(feat: torch.Tensor, per_sample: bool = False) -> torch.Tensor:
@@ -62,9 +57,6 @@ class PKD(Method):
     def __init__(self, config, setup: Setup):
         super().__init__(config, setup)
         pairs = list(zip(setup.student_channels, setup.teacher_channels))
-        if len(setup.student_channels) != len(setup.teacher_channels):
-            raise ValueError(f"student has {len(setup.student_channels)} distilled levels, "
-                             f"teacher {len(setup.teacher_channels)}")
         self.term_names = level_names("pkd", setup, config.layers)  # this run's levels (class value: P3-P5)
         if any(c_s != c_t for c_s, c_t in pairs):
             self.modules = nn.ModuleList(nn.Identity() if c_s == c_t else nn.Conv2d(c_s, c_t, 1, bias=False)

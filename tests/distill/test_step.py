@@ -27,11 +27,8 @@ def hyp():
 
 
 @pytest.fixture(scope="module")
-def teacher_file(tmp_path_factory):
-    torch.manual_seed(1)
-    path = tmp_path_factory.mktemp("teacher") / "teacher.pt"
-    checkpoint.save_checkpoint({"model": weights.model_record(Model("yolov5s.yaml", nc=2)), "epoch": -1}, path)
-    return path
+def teacher_file(untrained_checkpoint):
+    return untrained_checkpoint("yolov5s.yaml", nc=2)
 
 
 def _batch():
