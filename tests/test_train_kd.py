@@ -107,19 +107,27 @@ def test_bad_options_fail_before_training(tmp_path):
         train_kd.parse_opt(_options(tmp_path, "t.pt", ["mgd"], "x"))
 
 
-def test_two_process_gloo_run_completes_one_epoch(tmp_path, coco8_dir, yolov5n_pt):
-    """Pitfall 8: the teacher is never wrapped in DDP and the hooks sit on the unwrapped student."""
+def test_two_process_gloo_run_and_step_modules_without_gradients(tmp_path, coco8_dir, yolov5n_pt):
+    """Pitfall 8: the teacher is never wrapped in DDP and the hooks sit on the unwrapped student. Issue 23.4: in
+    epoch 0 (iteration 0, before --kd-warmup-iters 1) the step modules get no gradient, so, as in one process, the
+    optimizer holds no state for them (no decay, no momentum); epoch 1 runs KD and they have state."""
     env = {**os.environ, "DATASETS_DIR": str(coco8_dir.parent), "OMP_NUM_THREADS": "1"}
     with socket.socket() as probe:  # a free port (port 0 is not resolved by torchrun's static rendezvous)
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    options = _options(tmp_path, yolov5n_pt, ["fgfi", "cilf", "fgd"], "ddp")
+    options[options.index("--epochs") + 1] = "2"  # 4 images, 2 ranks, 2 per rank: one iteration per epoch
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-               str(ROOT / "train_kd.py"), *_options(tmp_path, yolov5n_pt, ["fgfi", "cilf", "fgd"], "ddp"),
-               "--noplots"]
+               str(ROOT / "train_kd.py"), *options, "--noplots", "--kd-warmup-iters", "1", "--save-period", "1"]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = _results(tmp_path / "ddp")
-    assert all(math.isfinite(float(rows[0][c])) for cols in KD_COLUMNS.values() for c in cols)
+    assert all(float(rows[0][c]) == 0 for cols in KD_COLUMNS.values() for c in cols)  # KD warmup
+    assert all(math.isfinite(float(rows[1][c])) for cols in KD_COLUMNS.values() for c in cols)
+    for epoch, has_state in ((0, False), (1, True)):
+        optimizer = checkpoint.safe_load(tmp_path / "ddp" / "weights" / f"epoch{epoch}.pt")["optimizer"]
+        step_group = optimizer["param_groups"][-1]["params"]  # the step modules' group comes last
+        assert len(step_group) > 0 and all((i in optimizer["state"]) == has_state for i in step_group), epoch
 
 
 def test_bccd_one_epoch_all_methods_with_the_upstream_bccd_teacher(tmp_path, bccd_subset_yaml, bccd_teacher_pt):

@@ -120,11 +120,25 @@ def broadcast_module(module: nn.Module, src: int = 0) -> None:
 
 
 def average_gradients(params) -> None:
-    """Average ``.grad`` of parameters outside DDP (e.g. a training step's own modules) over all ranks."""
+    """Average ``.grad`` of parameters outside DDP (e.g. a training step's own modules) over all ranks.
+
+    A parameter that got no gradient on any rank this step (KD before its start iteration; the adapters when
+    CILF uses outputs only) keeps ``grad = None`` on every rank, so the optimizer skips it (no weight decay, no
+    momentum), as in a single-process run. One that got a gradient on some ranks only is averaged with zeros
+    from the others, so every rank takes the same step.
+    """
     if not is_initialized():
         return
+    params = list(params)
+    if not params:
+        return
+    device = params[0].device
+    has_grad = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=device)
+    torch_dist.all_reduce(has_grad, op=torch_dist.ReduceOp.MAX)  # one collective: every rank agrees
     world = torch_dist.get_world_size()
-    for p in params:
+    for p, any_rank in zip(params, has_grad.tolist()):
+        if not any_rank:
+            continue  # same decision on every rank, so the collectives below stay matched
         if p.grad is None:
             p.grad = torch.zeros_like(p)
         torch_dist.all_reduce(p.grad, op=torch_dist.ReduceOp.SUM)
