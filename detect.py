@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
 import cv2
+import numpy as np
 import torch
 
+from data import config as data_config
 from models import ensemble
-from utils import amp, boxes, nms, plots, sizes
+from utils import amp, boxes, cli, nms, plots, sizes
 from utils.device import select_device
 from utils.paths import increment_path
 from utils.sources import LoadImages
@@ -30,13 +34,14 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser("YOLOv5 detection", add_help=add_help)
     p.add_argument("--weights", nargs="+", type=str, default=["yolov5s.pt"], help="model path(s)")
     p.add_argument("--source", type=str, default=str(ROOT / "data/images"), help="file/dir/glob/txt list/video")
-    p.add_argument("--data", type=str, default=None, help="(optional) dataset yaml, unused for .pt models")
+    p.add_argument("--data", type=str, default=None,
+                   help="dataset yaml whose class names label the boxes (its nc must be the model's)")
     p.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=int, default=[640], help="inference h,w")
     p.add_argument("--conf-thres", type=float, default=0.25, help="confidence threshold")
     p.add_argument("--iou-thres", type=float, default=0.45, help="NMS IoU threshold")
     p.add_argument("--max-det", type=int, default=1000, help="maximum detections per image")
     p.add_argument("--device", default="", help="cuda device, i.e. 0 or cpu")
-    p.add_argument("--view-img", action="store_true", help="(accepted for compatibility; no display here)")
+    p.add_argument("--view-img", action="store_true", help="show results in a window (needs a display)")
     p.add_argument("--save-txt", action="store_true", help="save results to *.txt")
     p.add_argument("--save-conf", action="store_true", help="save confidences in --save-txt labels")
     p.add_argument("--save-crop", action="store_true", help="save cropped prediction boxes")
@@ -53,7 +58,55 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--half", action="store_true",
                    help="half precision: FP16 on CUDA, bf16 autocast on a CPU with native bf16 (else FP32)")
     p.add_argument("--vid-stride", type=int, default=1, help="video frame-rate stride")
+    cli.add_refused(p, "detect")  # upstream's --dnn, --visualize, --update: a clear error, not 'unrecognized'
     return p
+
+
+def check_options(view_img: bool, save_txt: bool, save_conf: bool, nosave: bool, line_thickness: int,
+                  hide_labels: bool, hide_conf: bool) -> None:
+    """Flags that would do nothing in this combination stop here, naming the flag."""
+    if save_conf and not save_txt:
+        raise ValueError("--save-conf adds confidences to the --save-txt labels: add --save-txt")
+    drawing = [flag for flag, given in (("--line-thickness", line_thickness != 3), ("--hide-labels", hide_labels),
+                                        ("--hide-conf", hide_conf)) if given]
+    if nosave and not view_img and drawing:
+        raise ValueError(f"{', '.join(drawing)} only change(s) the drawn boxes, and --nosave draws nothing "
+                         "(add --view-img, or drop --nosave)")
+    if view_img:
+        check_display()
+
+
+def check_display() -> None:
+    """--view-img needs an OpenCV with a GUI backend and a display; else a ValueError naming the flag."""
+    gui = [line.split(":", 1)[1].strip() for line in cv2.getBuildInformation().splitlines()
+           if line.strip().startswith("GUI:")]
+    if gui and gui[0].upper() == "NONE":
+        raise ValueError("--view-img: this OpenCV build has no GUI backend (opencv-python-headless?): install "
+                         "opencv-python, or drop --view-img and look at the saved images")
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise ValueError("--view-img: no display (DISPLAY is not set); drop --view-img and look at the saved images")
+    try:
+        cv2.imshow("detect.py", np.zeros((8, 8, 3), np.uint8))
+        cv2.waitKey(1)
+        cv2.destroyWindow("detect.py")
+    except cv2.error as e:
+        raise ValueError(f"--view-img: cannot open a window ({str(e).strip().splitlines()[-1]})") from None
+
+
+def show(title: str, im0) -> None:
+    cv2.imshow(title, im0)
+    cv2.waitKey(1)  # 1 ms: the window refreshes and the run goes on
+
+
+def class_names(data, model_names: dict, weights) -> dict:
+    """--data: the dataset yaml's class names instead of the checkpoint's; the class counts must agree."""
+    yaml_file, names = data_config.load_names(data)
+    if len(names) != len(model_names):
+        raise ValueError(f"--data {yaml_file or data} has {len(names)} classes but {weights} predicts "
+                         f"{len(model_names)}: give the dataset the model was trained on")
+    if names != dict(model_names):
+        LOGGER.info(f"class names from {yaml_file} (the checkpoint's differ)")
+    return names
 
 
 def parse_opt(argv=None) -> argparse.Namespace:
@@ -142,6 +195,7 @@ def run(
     Returns DetectResult(save_dir, detections {source path: (k, 6) tensor [x1, y1, x2, y2, conf, cls] in
     original-image pixels}, speed (pre-process, inference, NMS) in ms per image).
     """
+    check_options(view_img, save_txt, save_conf, nosave, line_thickness, hide_labels, hide_conf)
     save_dir = increment_path(Path(project) / name, exist_ok=exist_ok)
     (save_dir / "labels" if save_txt else save_dir).mkdir(parents=True, exist_ok=True)
     device = select_device(device)
@@ -150,12 +204,13 @@ def run(
     model = ensemble.load(weights, device)
     model.half() if half else model.float()
     stride, names = int(model.stride.max()), model.names
+    names = class_names(data, names, weights) if data else names
     imgsz = [imgsz] if isinstance(imgsz, int) else list(imgsz)
     imgsz = imgsz * 2 if len(imgsz) == 1 else imgsz  # (h, w)
     imgsz = sizes.check_img_size(imgsz, stride, floor=stride)
     dataset = LoadImages(source, img_size=imgsz, stride=stride, auto=True, vid_stride=vid_stride)
     sink, results, seen, dt = VideoSink(), {}, 0, [0.0, 0.0, 0.0]
-    save_opts = dict(save_txt=save_txt, save_conf=save_conf, save_crop=save_crop, nosave=nosave,
+    save_opts = dict(save_txt=save_txt, save_conf=save_conf, save_crop=save_crop, nosave=nosave, view_img=view_img,
                      line_thickness=line_thickness, hide_labels=hide_labels, hide_conf=hide_conf)
     for path, im, im0, cap, prefix in dataset:
         t0 = time.perf_counter()
@@ -187,9 +242,13 @@ def _save_outputs(det, im0, p: Path, stem: str, cap, save_dir: Path, sink: Video
     if o["save_crop"]:
         for *xyxy, _, cls in det.tolist():
             save_crop(im0, xyxy, save_dir / "crops" / names[int(cls)] / f"{p.stem}.jpg")
-    if o["nosave"]:
+    if o["nosave"] and not o["view_img"]:
         return
     im0 = annotate(im0.copy(), det, names, o["line_thickness"], o["hide_labels"], o["hide_conf"])
+    if o["view_img"]:
+        show(str(p), im0)
+    if o["nosave"]:
+        return
     if cap is None:
         cv2.imwrite(str(save_dir / p.name), im0)
     else:
@@ -204,7 +263,7 @@ def _log_summary(speed, imgsz, save_dir: Path, save_txt: bool):
 
 
 def main(opt: argparse.Namespace):
-    return run(**vars(opt))
+    return run(**cli.checked_kwargs(opt, "detect"))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from models.weights import load_model
-from utils import sizes
+from utils import cli, sizes
 from utils.device import select_device
 from utils.letterbox import letterbox
 
@@ -160,12 +160,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--simplify", action="store_true", help="simplify the graph (needs onnxslim or onnxsim)")
     p.add_argument("--source", default=None, help="image for the onnxruntime parity check (default: synthetic)")
     p.add_argument("--output", default=None, help="output file (default: next to the weights, .onnx)")
+    cli.add_refused(p, "export")  # upstream's TF/TensorRT/CoreML flags: a clear error, not 'unrecognized'
     return p
 
 
 def main(opt: argparse.Namespace):
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    return run(**vars(opt))
+    return run(**cli.checked_kwargs(opt, "export"))
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from engine.state import LoopOptions, Progress, Trainer
 from engine.step import Step, StepContext, StepFactory, detection_step
 from models import weights as model_weights
 from models.yolo import Model
-from utils import amp, autoanchor, dist, optim, results, sizes
+from utils import amp, autoanchor, cli, dist, optim, results, sizes
 from utils.callbacks import Callbacks
 from utils.device import select_device
 from utils.ema import ModelEMA
@@ -57,20 +57,6 @@ def load_hyp(hyp) -> dict:
         path = ROOT / "data" / "hyps" / path.name
     with open(path, errors="ignore") as f:
         return dict(yaml.safe_load(f))
-
-
-def plain_opt(opt: argparse.Namespace) -> dict:
-    """vars(opt) with paths as strings, safe for yaml and for weights_only checkpoints."""
-    def clean(v):
-        if isinstance(v, Path):
-            return str(v)
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        return v
-    return {k: clean(v) for k, v in vars(opt).items()}
-
 
 
 def prepare_anchors(model: nn.Module, dataset, hyp: dict, imgsz: int, seed: int, autoanchor_check: bool) -> None:
@@ -108,7 +94,7 @@ def build_run_dir(opt: argparse.Namespace, save_dir: Path) -> dict:
         with open(save_dir / "hyp.yaml", "w") as f:
             yaml.safe_dump(hyp, f, sort_keys=False)
         with open(save_dir / "opt.yaml", "w") as f:
-            yaml.safe_dump(plain_opt(opt), f, sort_keys=False)
+            yaml.safe_dump(cli.plain_opt(opt), f, sort_keys=False)
     return hyp
 
 
@@ -267,7 +253,7 @@ def build_run(opt: argparse.Namespace, device: torch.device, step_factory: StepF
         scaler=torch.amp.GradScaler("cuda", enabled=parts.precision.use_scaler),  # bf16 needs no loss scaling
         precision=parts.precision, train_loader=inputs.train_loader, dataset=inputs.dataset, validate=evaluation,
         hyp=inputs.hyp, nc=inputs.nc, names=inputs.names, device=device, save_dir=save_dir, callbacks=callbacks,
-        options_record=plain_opt(opt), clip_params=list(inputs.model.parameters()) + parts.step_params,
+        options_record=cli.plain_opt(opt), clip_params=list(inputs.model.parameters()) + parts.step_params,
         step_params=parts.step_params, rng=np.random.default_rng(opt.seed + 1 + max(dist.get_rank(), 0)),
         class_weights=loop.class_weights(inputs.dataset.labels, inputs.nc), progress=progress)
     if main and not opt.resume and not opt.noplots:
@@ -324,7 +310,6 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--noautoanchor", action="store_true", help="disable AutoAnchor")
     p.add_argument("--noplots", action="store_true", help="save no plot files")
     p.add_argument("--evolve", type=int, nargs="?", const=300, help="evolve hyperparameters (not supported)")
-    p.add_argument("--bucket", type=str, default="", help="gsutil bucket (ignored)")
     p.add_argument("--cache", type=str, nargs="?", const="ram", help="image --cache ram/disk")
     p.add_argument("--image-weights", action="store_true", help="use weighted image selection for training")
     p.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
@@ -349,8 +334,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--amp-dtype", choices=("fp16", "bf16"), default=None,
                    help="autocast dtype (default: fp16 + GradScaler on CUDA, bf16 on CPU)")
     p.add_argument("--local_rank", "--local-rank", type=int, default=-1, help="Automatic DDP Multi-GPU argument")
-    for flag in ("--entity", "--upload_dataset", "--bbox_interval", "--artifact_alias"):
-        p.add_argument(flag, nargs="?", const=True, default=None, help="logger-service option (ignored)")
+    cli.add_refused(p, "train")  # upstream's logger-service and bucket flags: a clear error, not 'unrecognized'
     return p
 
 
@@ -376,6 +360,8 @@ def resume_options(opt: argparse.Namespace) -> argparse.Namespace:
 
 
 def check_options(opt: argparse.Namespace) -> None:
+    """Options that cannot work stop here, each with a message naming the flag (nothing is silently ignored)."""
+    cli.check_refused(opt, "train")
     if opt.evolve:
         raise NotImplementedError("--evolve is not supported by this trainer")
     if opt.quad:
@@ -387,6 +373,11 @@ def check_options(opt: argparse.Namespace) -> None:
             raise ValueError(f"--batch-size {opt.batch_size} must be a multiple of WORLD_SIZE")
         if opt.image_weights:
             raise ValueError("--image-weights is not compatible with DDP training")
+    if opt.local_rank != -1 and dist.get_local_rank() == -1 and not opt.resume:  # resume: rank 0's saved value
+        raise ValueError(f"--local-rank {opt.local_rank} given but LOCAL_RANK is not set: launch with torchrun "
+                         "(or torch.distributed.launch), which sets both; by hand it would train one process")
+    if opt.batch_size < 1:
+        LOGGER.warning(f"--batch-size {opt.batch_size}: AutoBatch is not implemented, training with batch size 16")
 
 
 def configure_logging() -> None:
@@ -408,6 +399,9 @@ def main(opt: argparse.Namespace, step_factory=None, callbacks: Callbacks | None
         opt.resume = False
     check_options(opt)
     device = select_device(opt.device, batch_size=opt.batch_size)
+    if opt.sync_bn and (dist.get_world_size() == 1 or device.type != "cuda"):
+        raise ValueError("--sync-bn needs a DDP run on CUDA devices (torchrun --nproc_per_node N, --device 0,1,..): "
+                         "there is no SyncBatchNorm for one process or the CPU")
     if dist.get_local_rank() != -1 and device.type == "cuda":
         torch.cuda.set_device(dist.get_local_rank())
         device = torch.device("cuda", dist.get_local_rank())
@@ -427,17 +421,8 @@ def run(**kwargs) -> argparse.Namespace:
     (``opt.save_dir``, ``opt.results``). Unknown option names raise TypeError."""
     step_factory = kwargs.pop("step_factory", None)
     callbacks = kwargs.pop("callbacks", None)
-    opt = override_options(parse_opt([]), kwargs, "train.run()")
+    opt = cli.override_options(parse_opt([]), kwargs, "train.run()")
     return main(opt, step_factory=step_factory, callbacks=callbacks)
-
-
-def override_options(opt: argparse.Namespace, kwargs: dict, caller: str) -> argparse.Namespace:
-    """Set parsed defaults from ``run(**kwargs)``; an unknown option name raises TypeError (shared by train_kd)."""
-    for k, v in kwargs.items():
-        if not hasattr(opt, k):
-            raise TypeError(f"{caller} got an unknown option {k!r}")
-        setattr(opt, k, v)
-    return opt
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from distill import teacher as kd_teacher
 from distill.config import DECAYS, DEFAULT_WEIGHTS, METHODS, KDConfig, option_fields
 from distill.step import DistillStep
 from engine.step import StepContext
-from utils import amp, dist
+from utils import amp, cli, dist
 
 LOGGER = logging.getLogger("train_kd")
 
@@ -159,6 +159,7 @@ def build_step(ctx: StepContext) -> DistillStep:
 def main(opt: argparse.Namespace, callbacks=None) -> argparse.Namespace:
     """Check the KD options early (a fresh run), then run train.py's main with the distillation step."""
     if not opt.resume:
+        train.check_options(opt)  # refused and contradictory flags stop first
         config = build_config(opt)  # invalid combinations fail before any data or model is touched
         # opt.yaml records each method's weight, so a resume keeps it even if the library defaults change; a
         # balanced method keeps only the common weight it calibrates with (a METHOD=W would stop its balancing)
@@ -175,7 +176,7 @@ def main(opt: argparse.Namespace, callbacks=None) -> argparse.Namespace:
 def run(**kwargs) -> argparse.Namespace:
     """Python API: ``train_kd.run(data=..., cfg='yolov5n.yaml', teacher='t.pt', kd=['fgd'], imgsz=320)``."""
     callbacks = kwargs.pop("callbacks", None)
-    opt = train.override_options(parse_opt([]), kwargs, "train_kd.run()")
+    opt = cli.override_options(parse_opt([]), kwargs, "train_kd.run()")
     return main(opt, callbacks=callbacks)
 
 

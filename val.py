@@ -23,7 +23,7 @@ from tqdm import tqdm
 from data.config import check_dataset
 from data.loader import create_dataloader
 from models import ensemble
-from utils import amp, boxes, coco, metrics, nms, sizes
+from utils import amp, boxes, cli, coco, metrics, nms, sizes
 from utils.device import select_device
 from utils.paths import increment_path
 
@@ -116,6 +116,9 @@ def run(data, weights=None, batch_size=32, imgsz=640, conf_thres=0.001, iou_thre
     as is, ``dataloader`` must be given, and no run directory or speed line is made.
     """
     training = model is not None
+    if save_conf and not save_txt:
+        raise ValueError("--save-conf adds confidences to the --save-txt labels (--save-json always has them): "
+                         "add --save-txt")
     model, device, precision, imgsz, new_dir = _model_setup(model, weights, device, half, imgsz, batch_size, project,
                                                        name, exist_ok, save_txt)
     data = data if training else check_dataset(data)  # train.py passes its already-checked dict
@@ -351,6 +354,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
     p.add_argument("--half", action="store_true",
                    help="half precision: FP16 on CUDA, bf16 autocast on a CPU with native bf16 (else FP32)")
+    cli.add_refused(p, "val")  # upstream's --save-hybrid and --dnn: a clear error, not 'unrecognized'
     return p
 
 
@@ -362,14 +366,15 @@ def parse_opt(argv=None) -> argparse.Namespace:
 
 def main(opt: argparse.Namespace):
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    kwargs = cli.checked_kwargs(opt, "val")
     if opt.task in ("train", "val", "test"):
         if opt.conf_thres > 0.001:
             LOGGER.warning("confidence threshold %s > 0.001 produces invalid results", opt.conf_thres)
-        return run(**vars(opt))
+        return run(**kwargs)
     weights = opt.weights if isinstance(opt.weights, list) else [opt.weights]
     results = []
     for w in weights:  # --task speed: throughput settings, no json, no plots
-        kw = {**vars(opt), "weights": w, "conf_thres": 0.25, "iou_thres": 0.45, "save_json": False, "plots": False}
+        kw = {**kwargs, "weights": w, "conf_thres": 0.25, "iou_thres": 0.45, "save_json": False, "plots": False}
         results.append(run(**kw))
     return results
 

@@ -73,6 +73,12 @@ def check_dataset(data, autodownload: bool = False) -> dict:
     return _convert_voc(d, root)
 
 
+def load_names(data) -> tuple[Path | None, dict[int, str]]:
+    """(yaml file or None, class names) of a dataset yaml or dict, without resolving or checking its paths."""
+    yaml_file, d = _load(data)
+    return yaml_file, parse_names(d.get("names"), d.get("nc"))
+
+
 def _load(data):
     if isinstance(data, dict):
         return None, dict(data)

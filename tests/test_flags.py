@@ -1,0 +1,173 @@
+"""Every command-line flag either works or stops with a message naming it (issue 23 item 5).
+
+"Works" is checked statically, so a new flag that nothing reads fails here: train.py/train_kd.py flags must be read
+as ``opt.<dest>`` (or ``getattr(opt, "<dest>")``) in those files, KD method options by their method, and the flags of
+val.py/detect.py/export.py must be parameters of the script's ``run`` that its body (or ``main``) reads. The
+refused ones (utils/cli.py) must raise a ValueError naming the flag, before any work.
+"""
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import detect
+import export
+import train
+import train_kd
+import val
+from distill.config import option_fields
+from distill.methods import METHODS
+from utils import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+PARSERS = {"train": train.get_args_parser, "train_kd": train_kd.get_args_parser, "val": val.get_args_parser,
+           "detect": detect.get_args_parser, "export": export.get_args_parser}
+NOT_IMPLEMENTED = {"evolve", "quad"}  # raise NotImplementedError naming the flag (issue 25 implements them)
+
+
+def _dests(script: str) -> set[str]:
+    return {a.dest for a in PARSERS[script]()._actions if a.dest != "help"}
+
+
+def _refused(script: str) -> set[str]:
+    return {cli.dest(flag) for flag in cli.REFUSED.get("train" if script == "train_kd" else script, {})}
+
+
+def _tree(path: Path) -> ast.AST:
+    return ast.parse(path.read_text(encoding="utf-8"))
+
+
+def _opt_reads(*files: Path) -> set[str]:
+    """Attributes read from a name ``opt`` (``opt.x``, ``getattr(opt, "x", ...)``) in ``files``."""
+    reads = set()
+    for f in files:
+        for node in ast.walk(_tree(f)):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "opt":
+                reads.add(node.attr)
+            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr"
+                  and len(node.args) >= 2 and isinstance(node.args[0], ast.Name) and node.args[0].id == "opt"
+                  and isinstance(node.args[1], ast.Constant)):
+                reads.add(node.args[1].value)
+    return reads
+
+
+def _attributes(*files: Path) -> set[str]:
+    return {n.attr for f in files for n in ast.walk(_tree(f)) if isinstance(n, ast.Attribute)}
+
+
+def test_every_train_and_train_kd_flag_is_read_or_refused():
+    reads = _opt_reads(ROOT / "train.py", ROOT / "train_kd.py")
+    method_flags = {flat for method in METHODS for flat, _ in option_fields(method)}
+    for script in ("train", "train_kd"):
+        unused = _dests(script) - reads - _refused(script) - method_flags
+        assert not unused, f"{script}.py flags accepted but never read: {sorted(unused)}"
+    assert NOT_IMPLEMENTED <= reads  # read by check_options, which raises for them
+
+
+def test_every_kd_method_option_is_read_by_distill():
+    """--<method>-<option> reaches KDConfig generically; the option itself must be read somewhere in distill/."""
+    attributes = _attributes(*sorted((ROOT / "distill").rglob("*.py")))
+    for method in METHODS:
+        for flat, field in option_fields(method):
+            assert {field.name, flat} & attributes, f"--{flat.replace('_', '-')} is never read in distill/"
+
+
+def _run_reads(path: Path) -> tuple[set[str], set[str]]:
+    """(parameters of ``run``, names loaded in ``run`` and ``main``) of a script."""
+    functions = {n.name: n for n in _tree(path).body if isinstance(n, ast.FunctionDef)}
+    args = functions["run"].args
+    params = {a.arg for a in args.args + args.kwonlyargs}
+    loaded = {n.id for f in ("run", "main") for n in ast.walk(functions[f])
+              if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return params, loaded | _opt_reads(path)
+
+
+@pytest.mark.parametrize("script", ["val", "detect", "export"])
+def test_every_val_detect_export_flag_is_a_run_parameter_that_is_read(script):
+    params, loaded = _run_reads(ROOT / f"{script}.py")
+    flags = _dests(script) - _refused(script)
+    assert not flags - params, f"{script}.py flags that run() does not take: {sorted(flags - params)}"
+    assert not flags - loaded, f"{script}.py flags that run() never reads: {sorted(flags - loaded)}"
+
+
+REFUSED_CASES = [(script, flag) for script, flags in cli.REFUSED.items() for flag in flags]
+
+
+@pytest.mark.parametrize(("script", "flag"), REFUSED_CASES)
+def test_refused_flags_stop_with_a_message_naming_them(script, flag, tmp_path):
+    base = {"train": ["--cfg", "yolov5n.yaml"], "val": [], "detect": [], "export": []}[script]
+    project = ["--project", str(tmp_path)] if script in ("train", "val", "detect") else []
+    module = {"train": train, "val": val, "detect": detect, "export": export}[script]
+    opt = module.get_args_parser().parse_args([*base, *project, flag])  # accepted by argparse ...
+    with pytest.raises(ValueError, match=f"^{flag} is not supported: "):  # ... then refused, before any work
+        module.main(opt)
+    assert not any(tmp_path.iterdir())
+
+
+def test_train_kd_refuses_train_flags_and_bad_combinations_early(tmp_path):
+    argv = ["--cfg", "yolov5n.yaml", "--teacher", str(tmp_path / "none.pt"), "--project", str(tmp_path)]
+    with pytest.raises(ValueError, match="^--entity is not supported"):  # before the missing teacher
+        train_kd.main(train_kd.parse_opt([*argv, "--entity", "me"]))
+    with pytest.raises(ValueError, match="--local-rank 1 given but LOCAL_RANK is not set"):
+        train.main(train.parse_opt(["--cfg", "yolov5n.yaml", "--local-rank", "1", "--project", str(tmp_path)]))
+    with pytest.raises(ValueError, match="--sync-bn needs a DDP run on CUDA"):
+        train.main(train.parse_opt(["--cfg", "yolov5n.yaml", "--sync-bn", "--device", "cpu",
+                                    "--project", str(tmp_path)]))
+    assert not any(tmp_path.iterdir())
+
+
+def test_save_conf_without_save_txt_and_drawing_flags_with_nosave(tmp_path):
+    with pytest.raises(ValueError, match="--save-conf .* add --save-txt"):
+        val.run(data="coco8.yaml", save_conf=True, project=tmp_path)
+    with pytest.raises(ValueError, match="--save-conf .* add --save-txt"):
+        detect.run(save_conf=True, project=tmp_path)
+    with pytest.raises(ValueError, match="--hide-labels, --hide-conf only change"):
+        detect.run(nosave=True, hide_labels=True, hide_conf=True, project=tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_view_img_shows_every_image_or_says_why_it_cannot(tmp_path, monkeypatch, untrained_checkpoint):
+    import cv2
+
+    weights = untrained_checkpoint("yolov5n.yaml", nc=2)
+    source = tmp_path / "src"
+    source.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(source / f"im{i}.jpg"), np.full((48, 64, 3), 60 * i, np.uint8))
+    if sys.platform.startswith("linux"):  # no display: a clear error naming the flag, before any output
+        monkeypatch.delenv("DISPLAY", raising=False)
+        monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+        with pytest.raises(ValueError, match="^--view-img: "):
+            detect.run(weights=str(weights), source=str(source), imgsz=64, view_img=True, project=tmp_path / "a")
+        assert not (tmp_path / "a").exists()
+    shown = []
+    monkeypatch.setattr(detect, "check_display", lambda: None)
+    monkeypatch.setattr(cv2, "imshow", lambda title, im: shown.append((Path(title).name, im.shape)))
+    monkeypatch.setattr(cv2, "waitKey", lambda delay: -1)
+    result = detect.run(weights=str(weights), source=str(source), imgsz=64, view_img=True, nosave=True,
+                        project=tmp_path, name="view")
+    assert shown == [("im0.jpg", (48, 64, 3)), ("im1.jpg", (48, 64, 3))]
+    assert not list(result.save_dir.glob("*.jpg"))  # --nosave: shown, not written
+
+
+def test_detect_data_names_the_classes_and_must_match_the_model(tmp_path, untrained_checkpoint, caplog):
+    import cv2
+    import yaml
+
+    weights = untrained_checkpoint("yolov5n.yaml", nc=2)
+    image = tmp_path / "im.jpg"
+    cv2.imwrite(str(image), np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    good, bad = tmp_path / "two.yaml", tmp_path / "three.yaml"
+    good.write_text(yaml.safe_dump({"train": "x", "val": "x", "names": ["cat", "dog"]}))
+    bad.write_text(yaml.safe_dump({"train": "x", "val": "x", "names": ["a", "b", "c"]}))
+    with pytest.raises(ValueError, match=r"^--data .*three\.yaml has 3 classes but .* predicts 2"):
+        detect.run(weights=str(weights), source=str(image), data=str(bad), imgsz=64, project=tmp_path / "x")
+    with caplog.at_level("INFO", logger="detect"):
+        result = detect.run(weights=str(weights), source=str(image), data=str(good), imgsz=64, conf_thres=0.0,
+                            max_det=5, save_crop=True, project=tmp_path, name="names")
+    assert {p.name for p in (result.save_dir / "crops").iterdir()} <= {"cat", "dog"}
+    assert any((result.save_dir / "crops").iterdir()) and f"class names from {good}" in caplog.text
