@@ -108,8 +108,14 @@ def build_model(opt: argparse.Namespace, hyp: dict, nc: int, names: dict, ckpt: 
         exclude = ["anchor"] if (opt.cfg or anchors) and not opt.resume else []
         state = {k: v.float() if v.is_floating_point() else v for k, v in record["state_dict"].items()}
         csd = model_weights.intersect_state(state, model.state_dict(), exclude)
+        if not csd:
+            raise ValueError(f"--weights {opt.weights}: none of its {len(state)} tensors fits the model built from "
+                             f"{opt.cfg or 'its yaml'} (names or shapes differ): not a checkpoint of this architecture")
         model.load_state_dict(csd, strict=False)
         LOGGER.info(f"Transferred {len(csd)}/{len(model.state_dict())} items from {opt.weights}")
+        if len(csd) < len(model.state_dict()) / 2:
+            LOGGER.warning(f"WARNING: --weights {opt.weights}: only {len(csd)} tensors fit, most of the model starts "
+                           "from scratch (another architecture?)")
     else:
         if not opt.cfg:
             raise ValueError("either --cfg or --weights must be given")
@@ -186,14 +192,14 @@ class Optimization(NamedTuple):
 
 def build_inputs(opt: argparse.Namespace, device: torch.device, save_dir: Path) -> Inputs:
     """Hyperparameters, seeds, dataset, model, loaders and (fresh runs) anchors."""
+    weights = str(opt.weights or "")  # read first: a bad file stops the run before anything is written
+    ckpt = model_weights.load_checkpoint(weights) if weights else None  # any name: never silently from scratch
     hyp = build_run_dir(opt, save_dir)
     init_seeds(opt.seed + 1 + max(dist.get_rank(), -1), deterministic=True)
     with dist.main_process_first():
         data = check_dataset(opt.data)
     nc = 1 if opt.single_cls else int(data["nc"])
     names = {0: "item"} if opt.single_cls and len(data["names"]) != 1 else dict(data["names"])
-    weights = str(opt.weights or "")
-    ckpt = model_weights.load_checkpoint(weights) if weights.endswith(".pt") else None
     model = build_model(opt, hyp, nc, names, ckpt, device)
     stride = max(int(model.stride.max()), 32)
     imgsz = sizes.check_img_size(opt.imgsz, stride)
@@ -353,7 +359,9 @@ def resume_options(opt: argparse.Namespace) -> argparse.Namespace:
         with open(opt_yaml, errors="ignore") as f:
             saved = yaml.safe_load(f)
     else:
-        saved = model_weights.load_checkpoint(last)["opt"]
+        saved = model_weights.load_checkpoint(last).get("opt")
+    if not isinstance(saved, dict):
+        raise ValueError(f"--resume {last}: no training options in {opt_yaml} or in the checkpoint: not a run's last.pt")
     new = argparse.Namespace(**{**vars(parse_opt([])), **saved})
     new.cfg, new.weights, new.resume = "", str(last), True
     return new

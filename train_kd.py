@@ -23,8 +23,10 @@ import yaml
 import train
 from distill import teacher as kd_teacher
 from distill.config import DECAYS, DEFAULT_WEIGHTS, METHODS, KDConfig, option_fields
+from distill.methods import METHODS as METHOD_CLASSES
 from distill.step import DistillStep
 from engine.step import StepContext
+from models import weights as model_weights
 from utils import amp, cli, dist
 
 LOGGER = logging.getLogger("train_kd")
@@ -139,6 +141,9 @@ def build_step(ctx: StepContext) -> DistillStep:
     config = build_config(opt, anchor_t=float(ctx.hyp.get("anchor_t", 4.0)))
     teacher_dtype = kd_teacher.resolve_dtype(ctx.device, getattr(opt, "teacher_dtype", None))  # old opt.yaml: absent
     teacher = kd_teacher.load_teacher(opt.teacher, ctx.device, dtype=teacher_dtype)
+    class_methods = [m for m in config.methods if METHOD_CLASSES[m].compares_classes(config.options(m))]
+    kd_teacher.check_classes(teacher.module.names, ctx.model.names, teacher.path,
+                             ctx.data.get("yaml_file") or opt.data, class_methods)
     plot_path = None if opt.noplots else Path(ctx.save_dir) / "kd_masks.jpg"
     step = DistillStep(ctx.model, teacher, ctx.compute_loss, config, ctx.imgsz, plot_path,
                        warmup_iters=ctx.warmup_iters, total_iters=ctx.epochs * ctx.batches_per_epoch,
@@ -170,6 +175,7 @@ def main(opt: argparse.Namespace, callbacks=None) -> argparse.Namespace:
         opt.kd_balance = [f"{m}={r!r}" for m, r in config.balance] or None
         if not opt.teacher or not Path(opt.teacher).is_file():
             raise FileNotFoundError(f"--teacher {opt.teacher!r} not found")
+        model_weights.load_model(opt.teacher, fuse=False)  # a damaged or foreign file stops before any run dir
     return train.main(opt, step_factory=build_step, callbacks=callbacks)
 
 

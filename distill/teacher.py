@@ -113,6 +113,32 @@ def load_teacher(path: str | Path, device: torch.device | str = "cpu", dtype: to
     return Teacher(model, dtype, str(path), sha256)
 
 
+def _class_list(names: dict) -> str:
+    listed = [names[k] for k in sorted(names)]
+    shown = ", ".join(listed[:6]) + (f", ... ({len(listed)} classes)" if len(listed) > 6 else "")
+    return f"[{shown}]"
+
+
+def check_classes(teacher_names: dict, data_names: dict, teacher_path, data_file, class_methods: list[str]) -> None:
+    """The documented rule for a teacher trained on other classes than the dataset's (``data_names``, the student's).
+
+    Feature-level KD (fgfi, fgd, cwd, pkd, CILF on features) transfers whatever the teacher's classes: a warning
+    naming both. Methods that imitate the outputs class by class (``class_methods``: ogd, CILF's output KL) need the
+    same classes in the same order: a ValueError naming both files and class lists.
+    """
+    teacher_list = [teacher_names[k] for k in sorted(teacher_names)]
+    data_list = [data_names[k] for k in sorted(data_names)]
+    if teacher_list == data_list:
+        return
+    both = (f"teacher {teacher_path} has classes {_class_list(teacher_names)}, dataset {data_file} has "
+            f"{_class_list(data_names)}")
+    if class_methods:
+        raise ValueError(f"{both}: {', '.join(class_methods)} compare outputs class by class and need the same classes "
+                         "in the same order; use a teacher trained on this dataset or feature-level KD "
+                         "(fgfi, fgd, cwd, pkd, --cilf-kl features)")
+    LOGGER.warning(f"WARNING: {both}: allowed for feature-level KD, which does not compare classes")
+
+
 def file_sha256(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as file:

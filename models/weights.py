@@ -113,6 +113,9 @@ def load_checkpoint(path) -> dict:
     ckpt = checkpoint.safe_load(path)
     if is_record(ckpt) or isinstance(ckpt, checkpoint.UpstreamModule):  # a bare model
         ckpt = {"model": ckpt}
+    if isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+        raise ValueError(f"{path}: a bare state_dict ({len(ckpt)} tensors, e.g. {next(iter(ckpt))!r}), not a YOLOv5 "
+                         "checkpoint: without its 'model' entry (yaml + weights) the architecture is unknown")
     if not isinstance(ckpt, dict) or ("model" not in ckpt and "ema" not in ckpt):
         raise ValueError(f"{path}: not a YOLOv5 checkpoint (no 'model' or 'ema' entry)")
     for key in ("model", "ema"):

@@ -14,6 +14,8 @@ import os
 import pickle
 import tempfile
 import types
+import warnings
+import zipfile
 from pathlib import Path
 
 import torch
@@ -115,17 +117,50 @@ def safe_load(path) -> object:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # its note on foreign pickle protocols is noise: we explain below
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         pass  # a foreign global: maybe an upstream file, retry with the restricted unpickler
     except Exception as e:  # noqa: BLE001 - torch raises many types for a damaged file
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from e
+        raise unreadable(path, e) from e
     try:
         return torch.load(path, map_location="cpu", pickle_module=restricted_pickle, weights_only=False)
     except UnsafeCheckpointError as e:
         raise UnsafeCheckpointError(f"{path}: {e}") from None
     except Exception as e:  # noqa: BLE001
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from e
+        raise unreadable(path, e) from e
+
+
+def unreadable(path: Path, error: Exception) -> ValueError:
+    """A one-line ValueError saying what ``path`` is, for a file that torch.load cannot read."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    detail = (str(error).strip().splitlines() or [""])[0][:160]
+    if not head:
+        what = "an empty file, not a PyTorch checkpoint"
+    elif head[:4] == b"PK\x03\x04" and not zipfile.is_zipfile(path):
+        what = "truncated or damaged: a zip-format torch file without its end (an interrupted save or copy?)"
+    elif head[:4] == b"PK\x03\x04":
+        with zipfile.ZipFile(path) as z:
+            is_torch = any(name.endswith("data.pkl") for name in z.namelist())
+        what = (f"a damaged PyTorch checkpoint ({type(error).__name__}: {detail})" if is_torch
+                else "a zip archive, but not a PyTorch checkpoint (no data.pkl inside)")
+    elif "magic number" in detail:
+        what = "a pickle, but not a torch.save checkpoint (no torch magic number)"
+    elif _is_text(head):
+        what = "a text file, not a PyTorch checkpoint"
+    else:
+        what = f"not a readable PyTorch checkpoint ({type(error).__name__}: {detail})"
+    return ValueError(f"{path}: {what}")
+
+
+def _is_text(head: bytes) -> bool:
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(ch.isprintable() or ch in "\t\r\n" for ch in text)
 
 
 def save_checkpoint(obj, path) -> Path:

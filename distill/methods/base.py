@@ -99,6 +99,12 @@ class Method:
     uses_adapters: ClassVar[bool] = False
     needs_anchors: ClassVar[bool] = False
 
+    @classmethod
+    def compares_classes(cls, options) -> bool:
+        """Whether the method imitates the teacher's outputs class by class with these options, so the teacher needs
+        the dataset's classes in the same order (train_kd.py checks it; feature-level methods take any teacher)."""
+        return False
+
     def __init__(self, config: "KDConfig", setup: Setup):
         self.config, self.weight = config, config.method_weight(self.name)
         self.options = config.options(self.name)

@@ -38,6 +38,10 @@ class CILF(Method):
     term_names = ("distill/kl", "distill/mse")
     uses_adapters = needs_anchors = True
 
+    @classmethod
+    def compares_classes(cls, options) -> bool:
+        return options.kl == "outputs"  # the Bernoulli KL of each class logit
+
     def __init__(self, config, setup: Setup):
         super().__init__(config, setup)
         self.output_kl = self.options.kl == "outputs"

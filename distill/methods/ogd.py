@@ -102,6 +102,10 @@ class OGD(Method):
     default_weight = 0.1
     term_names = ("distill/ogd_box", "distill/ogd_cls", "distill/ogd_obj")
 
+    @classmethod
+    def compares_classes(cls, options) -> bool:
+        return True
+
     def __init__(self, config, setup: Setup):
         super().__init__(config, setup)
         check_heads(setup)

@@ -90,7 +90,7 @@ def test_mismatched_weights_are_named(tmp_path):
 def test_garbage_file_gives_clear_error(tmp_path):
     bad = tmp_path / "notes.pt"
     bad.write_text("hello")
-    with pytest.raises(ValueError, match="notes.pt: not a readable PyTorch checkpoint"):
+    with pytest.raises(ValueError, match="notes.pt: a text file, not a PyTorch checkpoint"):
         checkpoint.safe_load(bad)
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         checkpoint.safe_load(tmp_path / "missing.pt")
