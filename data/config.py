@@ -9,6 +9,12 @@ conversion can write it: ``writable_datasets_dir() / path``. ``train``/``val``/`
 relative to that root (or absolute); each is an image folder, a txt list of images, a VOC
 ``ImageSets/Main/<split>.txt`` (converted on first use into the cache folder), or a list of these.
 An optional ``labels:`` folder holds ``<image stem>.txt`` labels for every split (VOC sets it).
+
+Where entries may point: anywhere. Absolute paths and ``../`` are allowed, as upstream allows them: the yaml only
+says where the data is, and nothing is ever written there (label caches and VOC conversions go to the cache
+folder). What must hold is that they exist: a missing ``train``/``val`` entry or ``labels:`` folder is a
+FileNotFoundError naming the yaml, the key and the resolved path (with the download hint when the yaml has one);
+a missing ``test`` entry is only a warning naming them (``val.py --task test`` then fails on it).
 """
 from __future__ import annotations
 
@@ -67,9 +73,16 @@ def check_dataset(data, autodownload: bool = False) -> dict:
         d[k] = _resolve_entries(d.get(k), root)
     if d.get("labels"):
         d["labels"] = str(_join(root, d["labels"]))
-    missing = [p for p in _as_list(d["val"]) + _as_list(d["train"]) if not Path(p).exists()]
+    missing = [f"{k}: {p}" for k in ("val", "train") for p in _as_list(d[k]) if not Path(p).exists()]
     if missing:
         _download_or_fail(d, root, missing, autodownload)
+    source = yaml_file or "dataset dict"
+    for p in _as_list(d["test"]):
+        if not Path(p).exists() and not voc.is_voc_split(Path(p)):  # VOC: _convert_voc warns
+            LOGGER.warning(f"WARNING: {source}: test: {p} not found (val.py --task test will fail)")
+    if d.get("labels") and not Path(d["labels"]).is_dir():
+        raise FileNotFoundError(f"{source}: labels: {d['labels']} is not a folder (it should hold the "
+                                "<image stem>.txt label files)")
     return _convert_voc(d, root)
 
 
@@ -177,7 +190,8 @@ def voc_cache_dir(root: Path) -> Path:
 
 def _download_or_fail(d: dict, root: Path, missing: list[str], autodownload: bool) -> None:
     src = d.get("download")
-    where = f"dataset not found: {', '.join(missing)} (dataset root {root}; DATASETS_DIR={datasets_dir()})"
+    where = (f"{d.get('yaml_file') or 'dataset dict'}: dataset not found: {', '.join(missing)} (dataset root {root}; "
+             f"DATASETS_DIR={datasets_dir()})")
     if not src:
         raise FileNotFoundError(where + "; set DATASETS_DIR or `path:` to the folder holding the dataset")
     src = str(src).strip()
@@ -195,6 +209,6 @@ def _download_or_fail(d: dict, root: Path, missing: list[str], autodownload: boo
     else:
         raise ValueError(f"download: {src!r:.80} is neither a URL nor a script in data/scripts; "
                          "code in yamls is never executed")
-    still = [p for p in missing if not Path(p).exists()]
+    still = [p for p in missing if not Path(p.split(": ", 1)[1]).exists()]
     if still:
         raise FileNotFoundError(f"download finished but {', '.join(still)} still missing")

@@ -115,3 +115,31 @@ def test_shared_coco8_via_datasets_dir(coco8_dir, monkeypatch):
     monkeypatch.setenv("DATASETS_DIR", str(coco8_dir.parent))
     d = config.check_dataset("coco8.yaml")
     assert d["train"] == str(coco8_dir / "images" / "train") and d["nc"] == 80 and d.get("labels") is None
+
+
+def test_yaml_paths_may_point_outside_but_must_exist(tmp_path, monkeypatch, caplog):
+    """The rule (data/config.py docstring): entries may be absolute or ``../`` (upstream allows both), and must exist;
+    a missing train/val/labels is an error naming the yaml, key and path, a missing test a warning; the yaml and
+    the data are never modified."""
+    monkeypatch.setenv("DATASETS_DIR", str(tmp_path / "nowhere"))
+    make_yolo_dataset(tmp_path / "elsewhere" / "ds", n=1)
+    outside = tmp_path / "elsewhere" / "ds" / "images" / "train"
+    f = _yaml(tmp_path / "cfg" / "ok.yaml", train=str(outside), val="../elsewhere/ds/images/train", names=["a", "b"])
+    before = f.read_bytes()
+    with caplog.at_level("WARNING"):
+        d = config.check_dataset(f)
+        assert d["train"] == d["val"] == str(outside) and not caplog.text  # outside the yaml's folder: fine
+        config.check_dataset(_yaml(tmp_path / "cfg" / "t.yaml", train=str(outside), val=str(outside),
+                                   test="images/test", names=["a"]))
+    assert f"{tmp_path / 'cfg' / 't.yaml'}: test: {tmp_path / 'cfg' / 'images' / 'test'} not found" in caplog.text
+    cases = {"val": {"train": str(outside), "val": str(tmp_path / "gone" / "val")},
+             "train": {"train": "../gone/train", "val": str(outside)},
+             "labels": {"train": str(outside), "val": str(outside), "labels": "../no_labels"}}
+    for key, entries in cases.items():
+        bad = _yaml(tmp_path / "cfg" / f"bad_{key}.yaml", names=["a"], **entries)
+        with pytest.raises(FileNotFoundError) as e:
+            config.check_dataset(bad)
+        message = str(e.value)
+        missing = tmp_path / {"val": "gone/val", "train": "gone/train", "labels": "no_labels"}[key]
+        assert "\n" not in message and message.startswith(f"{bad}: ") and f"{key}: {missing}" in message, message
+    assert f.read_bytes() == before and sorted(p.name for p in outside.iterdir()) == ["im0.png"]
