@@ -361,7 +361,8 @@ def resume_options(opt: argparse.Namespace) -> argparse.Namespace:
     else:
         saved = model_weights.load_checkpoint(last).get("opt")
     if not isinstance(saved, dict):
-        raise ValueError(f"--resume {last}: no training options in {opt_yaml} or in the checkpoint: not a run's last.pt")
+        raise ValueError(f"--resume {last}: no training options in {opt_yaml} or in the checkpoint: not a run's "
+                         "last.pt")
     new = argparse.Namespace(**{**vars(parse_opt([])), **saved})
     new.cfg, new.weights, new.resume = "", str(last), True
     return new
@@ -402,6 +403,8 @@ def main(opt: argparse.Namespace, step_factory=None, callbacks: Callbacks | None
     and ``results`` (P, R, mAP50, mAP50-95, val box/obj/cls) filled in."""
     configure_logging()
     if opt.resume and not opt.evolve:
+        if ignored := cli.ignored_on_resume(opt, vars(parse_opt([]))):
+            LOGGER.warning(f"WARNING: --resume continues with the run's saved options; ignoring {', '.join(ignored)}")
         opt = resume_options(opt)
     else:
         opt.resume = False

@@ -130,6 +130,19 @@ def build_config(opt: argparse.Namespace, anchor_t: float = 4.0) -> KDConfig:
                     decay_min=getattr(opt, "kd_decay_min", KDConfig.decay_min), **options)
 
 
+def check_kd_flags(opt: argparse.Namespace, config: KDConfig) -> None:
+    """KD flags that would do nothing in this run stop here, naming the flag."""
+    for method in METHODS:
+        if config.applies(method):
+            continue
+        for flat, field in option_fields(method):
+            if getattr(opt, flat, field.default) != field.default:
+                raise ValueError(f"--{flat.replace('_', '-')} is an option of --kd {method}, which this run does not "
+                                 f"use (--kd {' '.join(config.methods)})")
+    if config.decay == "none" and config.decay_min != KDConfig.decay_min:
+        raise ValueError("--kd-decay-min is the floor of --kd-decay cosine: add --kd-decay cosine or drop it")
+
+
 def build_step(ctx: StepContext) -> DistillStep:
     """Step factory for train.py: called after the EMA exists, with the bare student, on every rank.
 
@@ -166,6 +179,7 @@ def main(opt: argparse.Namespace, callbacks=None) -> argparse.Namespace:
     if not opt.resume:
         train.check_options(opt)  # refused and contradictory flags stop first
         config = build_config(opt)  # invalid combinations fail before any data or model is touched
+        check_kd_flags(opt, config)
         # opt.yaml records each method's weight, so a resume keeps it even if the library defaults change; a
         # balanced method keeps only the common weight it calibrates with (a METHOD=W would stop its balancing)
         balanced = dict(config.balance)
@@ -176,6 +190,11 @@ def main(opt: argparse.Namespace, callbacks=None) -> argparse.Namespace:
         if not opt.teacher or not Path(opt.teacher).is_file():
             raise FileNotFoundError(f"--teacher {opt.teacher!r} not found")
         model_weights.load_model(opt.teacher, fuse=False)  # a damaged or foreign file stops before any run dir
+    else:  # the KD flags beside --resume (train.main names the others): the run's kd options replace them
+        train_flags = vars(train.parse_opt([]))
+        kd_defaults = {k: v for k, v in vars(parse_opt([])).items() if k not in train_flags}
+        if ignored := cli.ignored_on_resume(opt, kd_defaults):
+            LOGGER.warning(f"WARNING: --resume continues with the run's saved options; ignoring {', '.join(ignored)}")
     return train.main(opt, step_factory=build_step, callbacks=callbacks)
 
 

@@ -371,6 +371,11 @@ def main(opt: argparse.Namespace):
         if opt.conf_thres > 0.001:
             LOGGER.warning("confidence threshold %s > 0.001 produces invalid results", opt.conf_thres)
         return run(**kwargs)
+    given = (("--conf-thres", opt.conf_thres, 0.001), ("--iou-thres", opt.iou_thres, 0.6))
+    fixed = [flag for flag, value, default in given if value != default]
+    if fixed:
+        raise ValueError(f"{', '.join(fixed)}: --task speed times NMS at upstream's fixed conf 0.25 and IoU 0.45; "
+                         "drop them")
     weights = opt.weights if isinstance(opt.weights, list) else [opt.weights]
     results = []
     for w in weights:  # --task speed: throughput settings, no json, no plots

@@ -64,6 +64,13 @@ class _KDConfigBase:
         check_choices(method, options)
         return options
 
+    def applies(self, method: str) -> bool:
+        """Whether ``method``'s options take effect: it is selected, or (FGFI's psi and assign) a selected method
+        reads the shared FGFI imitation masks (``needs_anchors``: CILF)."""
+        if method in self.methods:
+            return True
+        return method == "fgfi" and any(REGISTRY[m].needs_anchors for m in self.methods)
+
     def method_weight(self, method: str) -> float:
         """Outer weight of ``method``: its entry in ``method_weights``, else ``weight``, else the default."""
         per_method = dict(self.method_weights)

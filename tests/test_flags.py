@@ -171,3 +171,29 @@ def test_detect_data_names_the_classes_and_must_match_the_model(tmp_path, untrai
                             max_det=5, save_crop=True, project=tmp_path, name="names")
     assert {p.name for p in (result.save_dir / "crops").iterdir()} <= {"cat", "dog"}
     assert any((result.save_dir / "crops").iterdir()) and f"class names from {good}" in caplog.text
+
+
+def test_kd_options_of_unused_methods_stop(tmp_path):
+    base = ["--cfg", "yolov5n.yaml", "--teacher", str(tmp_path / "none.pt"), "--project", str(tmp_path)]
+    with pytest.raises(ValueError, match=r"^--fgd-alpha is an option of --kd fgd, which this run does not use"):
+        train_kd.main(train_kd.parse_opt([*base, "--kd", "cilf", "--fgd-alpha", "1e-4"]))
+    with pytest.raises(ValueError, match="^--kd-decay-min is the floor of --kd-decay cosine"):
+        train_kd.main(train_kd.parse_opt([*base, "--kd-decay-min", "0.1"]))
+    with pytest.raises(FileNotFoundError, match="--teacher"):  # accepted: CILF reads the FGFI masks (psi, assign)
+        train_kd.main(train_kd.parse_opt([*base, "--kd", "cilf", "--fgfi-psi", "0.3", "--fgfi-assign", "matched"]))
+
+
+def test_flags_beside_resume_are_named_as_ignored(tmp_path, caplog):
+    missing = tmp_path / "exp" / "weights" / "last.pt"
+    with caplog.at_level("WARNING"), pytest.raises(FileNotFoundError, match="--resume checkpoint"):
+        train.main(train.parse_opt(["--resume", str(missing), "--epochs", "5", "--noval"]))
+    assert "ignoring --epochs, --noval" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"), pytest.raises(FileNotFoundError, match="--resume checkpoint"):
+        train_kd.main(train_kd.parse_opt(["--resume", str(missing), "--kd", "cilf", "--epochs", "5"]))
+    assert caplog.text.count("ignoring") == 2 and "ignoring --kd\n" in caplog.text and "ignoring --epochs" in caplog.text
+
+
+def test_val_task_speed_refuses_thresholds_it_would_override():
+    with pytest.raises(ValueError, match=r"^--conf-thres, --iou-thres: --task speed times NMS at"):
+        val.main(val.parse_opt(["--task", "speed", "--conf-thres", "0.1", "--iou-thres", "0.5"]))

@@ -98,6 +98,13 @@ def override_options(opt: argparse.Namespace, kwargs: dict, caller: str) -> argp
     return opt
 
 
+def ignored_on_resume(opt: argparse.Namespace, defaults: dict) -> list[str]:
+    """The flags given beside --resume (values other than ``defaults``): the run's saved options replace them."""
+    skip = {"resume", "local_rank"}  # the launcher's --local-rank is per process, not an option of the run
+    return [f"--{k.replace('_', '-')}" for k, v in vars(opt).items() if k in defaults and k not in skip
+            and v != defaults[k]]
+
+
 def checked_kwargs(opt: argparse.Namespace, script: str) -> dict:
     """``vars(opt)`` for a script's ``run(**kwargs)``: refused flags raise (check_refused), then are left out."""
     check_refused(opt, script)
