@@ -197,3 +197,9 @@ def test_flags_beside_resume_are_named_as_ignored(tmp_path, caplog):
 def test_val_task_speed_refuses_thresholds_it_would_override():
     with pytest.raises(ValueError, match=r"^--conf-thres, --iou-thres: --task speed times NMS at"):
         val.main(val.parse_opt(["--task", "speed", "--conf-thres", "0.1", "--iou-thres", "0.5"]))
+
+
+def test_autobatch_says_it_is_not_implemented(caplog):
+    with caplog.at_level("WARNING", logger="train"):
+        train.check_options(train.parse_opt(["--cfg", "yolov5n.yaml", "--batch-size", "-1"]))
+    assert "--batch-size -1: AutoBatch is not implemented, training with batch size 16" in caplog.text
