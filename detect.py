@@ -268,4 +268,4 @@ def main(opt: argparse.Namespace):
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    main(parse_opt())
+    cli.main_or_exit(main, parse_opt())

@@ -170,4 +170,4 @@ def main(opt: argparse.Namespace):
 
 
 if __name__ == "__main__":
-    main(get_args_parser().parse_args())
+    cli.main_or_exit(main, get_args_parser().parse_args())

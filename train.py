@@ -437,7 +437,4 @@ def run(**kwargs) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    try:
-        main(parse_opt())
-    except NonFiniteLossError as e:
-        sys.exit(f"ERROR: {e}")
+    cli.main_or_exit(main, parse_opt(), (*cli.INPUT_ERRORS, NonFiniteLossError))

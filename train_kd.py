@@ -206,7 +206,4 @@ def run(**kwargs) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    try:
-        main(parse_opt())
-    except train.NonFiniteLossError as e:
-        raise SystemExit(f"ERROR: {e}") from None
+    cli.main_or_exit(main, parse_opt(), (*cli.INPUT_ERRORS, train.NonFiniteLossError))

@@ -385,4 +385,4 @@ def main(opt: argparse.Namespace):
 
 
 if __name__ == "__main__":
-    main(parse_opt())
+    cli.main_or_exit(main, parse_opt())

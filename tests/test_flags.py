@@ -8,6 +8,8 @@ refused ones (utils/cli.py) must raise a ValueError naming the flag, before any 
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -203,3 +205,37 @@ def test_autobatch_says_it_is_not_implemented(caplog):
     with caplog.at_level("WARNING", logger="train"):
         train.check_options(train.parse_opt(["--cfg", "yolov5n.yaml", "--batch-size", "-1"]))
     assert "--batch-size -1: AutoBatch is not implemented, training with batch size 16" in caplog.text
+
+
+def test_command_line_bad_input_is_one_error_line(tmp_path, monkeypatch, capsys):
+    """At the command line a bad-input error is one 'ERROR: ...' line and exit status 1 (YOLO_TRACEBACK=1: raised)."""
+    def main(opt):
+        raise ValueError(f"{opt.weights}: a text file, not a PyTorch checkpoint")
+
+    opt = train.parse_opt(["--weights", str(tmp_path / "w.pt")])
+    with pytest.raises(SystemExit) as e:
+        cli.main_or_exit(main, opt)
+    assert e.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"ERROR: {tmp_path / 'w.pt'}: a text file, not a PyTorch")
+    monkeypatch.setenv("YOLO_TRACEBACK", "1")
+    with pytest.raises(ValueError, match="a text file"):
+        cli.main_or_exit(main, opt)
+    monkeypatch.delenv("YOLO_TRACEBACK")
+
+    def buggy(opt):
+        raise RuntimeError("bug")
+
+    with pytest.raises(RuntimeError):  # not bad input: a bug keeps its traceback
+        cli.main_or_exit(buggy, opt)
+
+
+def test_train_script_prints_one_line_for_a_bad_weights_file(tmp_path):
+    bad = tmp_path / "notes.pt"
+    bad.write_text("not weights\n")
+    done = subprocess.run([sys.executable, str(ROOT / "train.py"), "--weights", str(bad), "--cfg", "yolov5n.yaml",
+                           "--project", str(tmp_path / "runs")], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(f"ERROR: {bad}: a text file, not a PyTorch checkpoint")
+    assert not (tmp_path / "runs").exists()

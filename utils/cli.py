@@ -9,6 +9,9 @@ declared in the scripts themselves; tests/test_flags.py checks that every flag i
 from __future__ import annotations
 
 import argparse
+import os
+import pickle
+import sys
 from pathlib import Path
 
 _LOGGER_SERVICE = ("a Weights & Biases / ClearML / Comet option of upstream YOLOv5; this toolkit has no "
@@ -51,6 +54,23 @@ REFUSED: dict[str, dict[str, str]] = {
         "--conf-thres": _TF_EXPORT,
     },
 }
+
+
+# What bad input raises (a missing, damaged or foreign file, a refused or contradictory flag, a bad yaml); at the
+# command line these end the process with their one-line message instead of a traceback
+INPUT_ERRORS = (FileNotFoundError, ValueError, pickle.UnpicklingError)
+
+
+def main_or_exit(main, opt: argparse.Namespace, errors: tuple[type[BaseException], ...] = INPUT_ERRORS):
+    """A script's ``__main__``: ``main(opt)``, and for ``errors`` one ``ERROR: <message>`` line on stderr and exit
+    status 1. ``YOLO_TRACEBACK=1`` lets them propagate with their traceback (to debug a ValueError that is a bug)."""
+    try:
+        return main(opt)
+    except errors as e:
+        if os.environ.get("YOLO_TRACEBACK", "") not in ("", "0"):
+            raise
+        print(f"ERROR: {e}  (YOLO_TRACEBACK=1 shows the traceback)", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def dest(flag: str) -> str:
