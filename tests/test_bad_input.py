@@ -161,12 +161,28 @@ def test_train_kd_refuses_a_teacher_with_other_classes_for_output_kd(tmp_path, u
                      project=str(tmp_path), name="kd")
 
 
-def test_detect_skips_a_corrupt_image_and_an_unreadable_video(tmp_path, untrained_checkpoint, caplog):
+def _video_without_decodable_frames(path: Path) -> None:
+    """A real mp4 (its index intact, so it opens) whose frame data is zeroed."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 5, (64, 48))
+    for i in range(3):
+        writer.write(np.full((48, 64, 3), 40 * i, np.uint8))
+    writer.release()
+    data = bytearray(path.read_bytes())
+    start, end = data.find(b"mdat") + 4, data.find(b"moov") - 4
+    data[start:end] = bytes(end - start)
+    path.write_bytes(bytes(data))
+    capture = cv2.VideoCapture(str(path))
+    assert capture.isOpened()
+    capture.release()
+
+
+def test_detect_skips_a_corrupt_image_and_unreadable_videos(tmp_path, untrained_checkpoint, caplog):
     source = tmp_path / "src"
     source.mkdir()
     cv2.imwrite(str(source / "a_good.jpg"), np.full((48, 64, 3), 90, np.uint8))
     (source / "b_corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     (source / "c_broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 garbage, no frames")
+    _video_without_decodable_frames(source / "d_zeroed.mp4")
     before = {p.name: _digest(p) for p in source.iterdir()}
     with caplog.at_level(logging.WARNING):
         result = detect.run(weights=str(untrained_checkpoint("yolov5n.yaml", nc=2)), source=str(source), imgsz=64,
@@ -174,5 +190,6 @@ def test_detect_skips_a_corrupt_image_and_an_unreadable_video(tmp_path, untraine
     assert list(result.detections) == [str(source / "a_good.jpg")]  # went on with the rest
     assert f"skipping {source / 'b_corrupt.jpg'}: cannot read or decode the image" in caplog.text
     assert f"skipping {source / 'c_broken.mp4'}: cannot open the video" in caplog.text
+    assert f"skipping {source / 'd_zeroed.mp4'}: no frame of the video could be decoded" in caplog.text
     assert {p.name: _digest(p) for p in source.iterdir()} == before
     assert [p.name for p in result.save_dir.iterdir()] == ["a_good.jpg"]

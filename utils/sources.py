@@ -97,3 +97,6 @@ class LoadImages:
                 yield f, self._prepare(im0), im0, cap, f"video {n}/{self.nf} ({frame}/{frames}) {f}: "
         finally:
             cap.release()
+        if frame == 0:  # opened, but not one frame decodes
+            LOGGER.warning(f"WARNING: skipping {f}: no frame of the video could be decoded")
+            self.skipped.append(f)
