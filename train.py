@@ -56,7 +56,10 @@ def load_hyp(hyp) -> dict:
     if not path.exists() and (ROOT / "data" / "hyps" / path.name).exists():
         path = ROOT / "data" / "hyps" / path.name
     with open(path, errors="ignore") as f:
-        return dict(yaml.safe_load(f))
+        hyp = yaml.safe_load(f)
+    if not isinstance(hyp, dict):
+        raise ValueError(f"--hyp {path}: a hyperparameter yaml must be a mapping (lr0: 0.01, ...)")
+    return dict(hyp)
 
 
 def prepare_anchors(model: nn.Module, dataset, hyp: dict, imgsz: int, seed: int, autoanchor_check: bool) -> None:
@@ -194,10 +197,10 @@ def build_inputs(opt: argparse.Namespace, device: torch.device, save_dir: Path) 
     """Hyperparameters, seeds, dataset, model, loaders and (fresh runs) anchors."""
     weights = str(opt.weights or "")  # read first: a bad file stops the run before anything is written
     ckpt = model_weights.load_checkpoint(weights) if weights else None  # any name: never silently from scratch
+    with dist.main_process_first():
+        data = check_dataset(opt.data)  # so is a dataset that is not there
     hyp = build_run_dir(opt, save_dir)
     init_seeds(opt.seed + 1 + max(dist.get_rank(), -1), deterministic=True)
-    with dist.main_process_first():
-        data = check_dataset(opt.data)
     nc = 1 if opt.single_cls else int(data["nc"])
     names = {0: "item"} if opt.single_cls and len(data["names"]) != 1 else dict(data["names"])
     model = build_model(opt, hyp, nc, names, ckpt, device)

@@ -193,3 +193,17 @@ def test_detect_skips_a_corrupt_image_and_unreadable_videos(tmp_path, untrained_
     assert f"skipping {source / 'd_zeroed.mp4'}: no frame of the video could be decoded" in caplog.text
     assert {p.name: _digest(p) for p in source.iterdir()} == before
     assert [p.name for p in result.save_dir.iterdir()] == ["a_good.jpg"]
+
+
+def test_bad_dataset_or_hyp_yaml_stops_train_before_any_run_folder(tmp_path):
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- lr0\n- 0.01\n")
+    missing = tmp_path / "data.yaml"
+    missing.write_text(yaml.safe_dump({"train": str(tmp_path / "no" / "train"), "val": str(tmp_path / "no" / "val"),
+                                       "names": ["a"]}))
+    runs = tmp_path / "runs"
+    with pytest.raises(FileNotFoundError, match=rf"^{missing}: dataset not found: val: {tmp_path / 'no' / 'val'}"):
+        train.run(data=str(missing), cfg="yolov5n.yaml", device="cpu", project=str(runs))
+    with pytest.raises(ValueError, match=rf"^--hyp {listed}: a hyperparameter yaml must be a mapping"):
+        train.load_hyp(str(listed))
+    assert not runs.exists() and listed.read_text() == "- lr0\n- 0.01\n"
