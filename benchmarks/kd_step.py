@@ -24,7 +24,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CASES = ("teacher", "student", "fgfi", "cilf", "fgd", "fgfi+cilf+fgd")
+CASES = ("teacher", "student", "fgfi", "cilf", "fgd", "cwd", "pkd", "ogd", "fgfi+cilf+fgd")
 
 
 def _models(args, device):
@@ -37,6 +37,7 @@ def _models(args, device):
     else:
         teacher = Teacher(Model(args.teacher_cfg, nc=args.nc).to(device))
     student = Model(args.student_cfg, nc=teacher.nc).to(device).train()
+    student.names = dict(teacher.module.names)  # the same classes, as in a real run (OGD checks them)
     return student, teacher
 
 
