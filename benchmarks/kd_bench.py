@@ -184,18 +184,35 @@ def display(cmd: list[str], env_prefix: str) -> str:
     return env_prefix + shlex.join(["python", *cmd[1:]])
 
 
+class PerClassAP50:
+    """val.run's ``on_val_end`` callback (upstream's arguments): keeps AP50 per class index."""
+
+    def __init__(self):
+        self.ap50: dict[int, float] = {}
+
+    def run(self, event, nt, tp, fp, p, r, f1, ap, ap50, ap_class, cm):
+        if event == "on_val_end" and ap_class is not None:
+            self.ap50 = {int(c): float(a) for c, a in zip(ap_class, ap50)}
+
+
 def evaluate(weights: Path, data: str, imgsz: int, split: str, save_dir: Path, device: str = "cpu") -> dict:
-    """val.py (its run()) on ``weights``: P, R, mAP50, mAP50-95 and seconds."""
+    """val.py (its run()) on ``weights``: P, R, mAP50, mAP50-95, per class AP50 and mAP50-95, class names, seconds."""
     import val
+    from data.config import check_dataset
 
     if not Path(data).is_absolute() and (ROOT / data).exists():
         data = str(ROOT / data)
+    per_class = PerClassAP50()
     with EVAL_LOCK:
         t0 = time.time()
         (mp, mr, map50, map_, *_), maps, _ = val.run(data=data, weights=str(weights), batch_size=32, imgsz=imgsz,
                                                      task=split, device=device, workers=0, project=save_dir.parent,
-                                                     name=save_dir.name, exist_ok=True, plots=False)
+                                                     name=save_dir.name, exist_ok=True, plots=False,
+                                                     callbacks=per_class)
+        names = check_dataset(data)["names"]
+    names = [names[i] for i in sorted(names)] if isinstance(names, dict) else list(names)
     return {"precision": mp, "recall": mr, "mAP50": map50, "mAP50-95": map_, "per_class_mAP50-95": list(map(float, maps)),
+            "per_class_AP50": [per_class.ap50.get(i) for i in range(len(maps))], "class_names": names,
             "val_seconds": time.time() - t0}
 
 
@@ -252,7 +269,8 @@ def _train_and_summarise(args, arm, seed, label, run_dir, out, hyp, overrides, d
         "teacher": rel(teacher) if kd else None, "teacher_sha256": file_sha256(teacher) if kd else None,
         "command": display(cmd, env_prefix),
         "val_command": val_command(best, data, args.imgsz, args.split, env_prefix, args.device),
-        **{k: metrics[k] for k in ("precision", "recall", "mAP50", "mAP50-95", "per_class_mAP50-95")},
+        **{k: metrics[k] for k in ("precision", "recall", "mAP50", "mAP50-95", "per_class_mAP50-95", "per_class_AP50",
+                                   "class_names")},
         **epoch_timing(run_dir), "val_seconds": metrics["val_seconds"],
         "per_epoch_mAP50-95": [float(r["metrics/mAP_0.5:0.95"]) for r in rows],
         "per_epoch_mAP50": [float(r["metrics/mAP_0.5"]) for r in rows],

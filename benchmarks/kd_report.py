@@ -162,6 +162,24 @@ def paired_table(by_arm: dict, labels: list[str], reference: str | None, title: 
     return lines
 
 
+def per_class_table(by_arm: dict, labels: list[str]) -> list[str]:
+    """Markdown: AP50 per class (mean over the runs that recorded it; '–' for a class without labels)."""
+    labels = [lb for lb in labels if any(r.get("per_class_AP50") for r in by_arm[lb])]
+    if not labels:
+        return []
+    names = next(r["class_names"] for lb in labels for r in by_arm[lb] if r.get("class_names"))
+    lines = ["", "## AP50 per class (val, mean over seeds)", "", "| arm | seeds | " + " | ".join(names) + " |",
+             "|---|---|" + "---|" * len(names)]
+    for label in labels:
+        runs = [r for r in by_arm[label] if r.get("per_class_AP50")]
+        cells = []
+        for i in range(len(names)):
+            values = [r["per_class_AP50"][i] for r in runs if r["per_class_AP50"][i] is not None]
+            cells.append(f"{sum(values) / len(values):.3f}" if values else "–")
+        lines.append(f"| {label} | {len(runs)} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def write_csv(csv_path: Path, stats: dict, teachers: dict, teacher: dict | None) -> None:
     columns = ["arm", "n", "seeds", "mAP50", "mAP50_std", "mAP50-95", "mAP50-95_std", "gain_best_nt",
                "gain_baseline", "gain50_best_nt", "gain50_baseline", "gap_closed_best_nt", "gap_closed_baseline",
@@ -216,6 +234,7 @@ def build_report(results: Path, notes: str = "", runs_dir: Path | None = None, b
     lines += paired_table(by_arm, [*main, *own], best_nt, "the best no-teacher arm")
     if best_nt != "baseline" and "baseline" in by_arm:
         lines += paired_table(by_arm, [*main, *own], "baseline", "the baseline")
+    lines += per_class_table(by_arm, [*main, *own])
     lines += ["", "## Tuning sweep (what else was tried, same recipe and budget)", "",
               "`<arm>@<name>`: the arm with other options (its command is listed below). `@bf16` and `-tbf16` rows "
               "are the bf16 study of docs/bf16.md.", ""]

@@ -37,6 +37,8 @@ def test_fine_tune_quick_protocol(tmp_path, bccd_dir, yolov5n_pt):
         # the fine-tune regime: the COCO checkpoint as --weights (the from-scratch presets pass --weights '')
         assert f"--weights {rel(yolov5n_pt)} " in run["command"] and "--cache ram" in run["command"], run["command"]
         assert 0.0 <= run["mAP50-95"] <= run["mAP50"] <= 1.0 and run["epochs"] == 1
+        assert run["class_names"] == ["RBC", "WBC", "Platelets"] and len(run["per_class_AP50"]) == 3
+        assert all(ap is None or 0.0 <= ap <= 1.0 for ap in run["per_class_AP50"])
         if label == "baseline":
             assert "train.py" in run["command"] and "--kd" not in run["command"]
             continue

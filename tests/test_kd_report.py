@@ -35,3 +35,14 @@ def test_paired_table_verdicts():
     assert rows["one"].endswith("| too few seeds |") and "| – |" in rows["one"]
     assert "teacher" not in rows and "ref" not in rows
     assert paired_table(by_arm, list(by_arm), None, "none") == []
+
+
+def test_per_class_table_means_and_missing_classes():
+    from kd_report import per_class_table
+
+    by_arm = {"a": [{"per_class_AP50": [0.5, None, 0.2], "class_names": ["x", "y", "z"]},
+                    {"per_class_AP50": [0.7, None, 0.4], "class_names": ["x", "y", "z"]}],
+              "old": [{"mAP50": 0.1}]}  # a run from before per-class AP50 was recorded: left out
+    lines = per_class_table(by_arm, ["a", "old"])
+    assert "| arm | seeds | x | y | z |" in lines
+    assert "| a | 2 | 0.600 | – | 0.300 |" in lines and not any(line.startswith("| old") for line in lines)
