@@ -38,6 +38,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     kd.add_argument("--teacher-dtype", choices=("fp32", "bf16"), default=None,
                     help="teacher forward precision, independent of --amp (default: the training precision); "
                          "bf16 needs native support, else FP32; outputs and features reach the KD losses in FP32")
+    kd.add_argument("--teacher-img", type=int, default=None, metavar="PIXELS",
+                    help="the teacher's input size, a whole multiple of --img (default: --img): the teacher sees "
+                         "each batch resized to it (bilinear) and its features are average-pooled back to the "
+                         "student's grid, e.g. a teacher fine-tuned at 640 for a 320 student; feature methods only")
     kd.add_argument("--kd", nargs="+", choices=METHODS, default=list(KDConfig.methods),
                     help="KD method(s); several add up (default: " + " ".join(KDConfig.methods) + ")")
     kd.add_argument("--kd-weight", nargs="+", type=kd_weight_arg, default=None, metavar="W|METHOD=W",
@@ -116,12 +120,24 @@ def parse_opt(argv=None) -> argparse.Namespace:
     return get_args_parser().parse_args(argv)
 
 
+def teacher_scale(opt: argparse.Namespace) -> int:
+    """--teacher-img / --img, a whole number (1 without --teacher-img; older opt.yaml: absent)."""
+    teacher_img = getattr(opt, "teacher_img", None)
+    if not teacher_img:
+        return 1
+    if teacher_img % opt.imgsz or teacher_img < opt.imgsz:
+        raise ValueError(f"--teacher-img {teacher_img} must be a whole multiple of --img {opt.imgsz} (e.g. "
+                         f"{2 * opt.imgsz}): the teacher's features are pooled back to the student's grid")
+    return teacher_img // opt.imgsz
+
+
 def build_config(opt: argparse.Namespace, anchor_t: float = 4.0) -> KDConfig:
     """The frozen KD options from the command line (the only place that reads the KD flags)."""
     weight, per_method = _common_and_per_method(opt.kd_weight, "--kd-weight")
     methods = tuple(dict.fromkeys(opt.kd))
     options = {flat: getattr(opt, flat, field.default) for method in METHODS for flat, field in option_fields(method)}
     return KDConfig(methods=methods, weight=weight, method_weights=tuple(per_method.items()), layers=opt.kd_layers,
+                    teacher_scale=teacher_scale(opt),
                     balance=balanced_methods(opt, methods, per_method),
                     anchor_t=anchor_t, start_iter=opt.kd_warmup_iters, stop_epoch=opt.kd_stop_epoch,
                     decay=getattr(opt, "kd_decay", KDConfig.decay),  # older opt.yaml: absent

@@ -37,6 +37,7 @@ class CILF(Method):
     default_weight = 0.03
     term_names = ("distill/kl", "distill/mse")
     uses_adapters = needs_anchors = True
+    uses_outputs = True
 
     def __init__(self, config, setup: Setup):
         super().__init__(config, setup)
