@@ -141,7 +141,7 @@ def build_loaders(opt: argparse.Namespace, hyp: dict, data: dict, nc: int, imgsz
         data["train"], imgsz, per_rank, stride, opt.single_cls, hyp=hyp, augment=True,
         cache=None if opt.cache == "val" else opt.cache, rect=opt.rect, rank=dist.get_local_rank(),
         workers=opt.workers, image_weights=opt.image_weights, prefix="train: ", shuffle=True, seed=opt.seed,
-        nc=nc, labels_dir=data.get("labels"))
+        nc=nc, labels_dir=data.get("labels"), quad=opt.quad)
     labels = np.concatenate([lb for lb in dataset.labels if len(lb)] or [np.zeros((0, 5))], 0)
     if len(labels) and int(labels[:, 0].max()) >= nc:
         raise ValueError(f"Label class {int(labels[:, 0].max())} exceeds nc={nc} in {opt.data}. "
@@ -257,7 +257,7 @@ def build_run(opt: argparse.Namespace, device: torch.device, step_factory: StepF
         epochs=parts.resumed.epochs, batch_size=inputs.batch_size, imgsz=inputs.imgsz, stride=inputs.stride,
         warmup_iters=warmup_iters, multi_scale=opt.multi_scale, image_weights=opt.image_weights,
         validate_every_epoch=not opt.noval, save_every_epoch=not opt.nosave, save_period=opt.save_period,
-        patience=opt.patience, plots=not opt.noplots)
+        patience=opt.patience, plots=not opt.noplots, loss_gain=4.0 if opt.quad else 1.0)
     progress = Progress(start_epoch=parts.resumed.start_epoch, best_fitness=parts.resumed.best_fitness,
                         accumulate=parts.accumulate, class_maps=np.zeros(inputs.nc),
                         term_names=list(parts.step.term_names))
@@ -336,7 +336,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--project", default=str(ROOT / "runs" / "train"), help="save to project/name")
     p.add_argument("--name", default="exp", help="save to project/name")
     p.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
-    p.add_argument("--quad", action="store_true", help="quad dataloader (not supported)")
+    p.add_argument("--quad", action="store_true", help="quad dataloader: 4 images tiled (or 1 upsampled) per 2x-size image")
     p.add_argument("--cos-lr", action="store_true", help="cosine LR scheduler")
     p.add_argument("--label-smoothing", type=float, default=0.0, help="Label smoothing epsilon")
     p.add_argument("--patience", type=int, default=100, help="EarlyStopping patience (epochs without improvement)")
@@ -378,8 +378,6 @@ def resume_options(opt: argparse.Namespace) -> argparse.Namespace:
 def check_options(opt: argparse.Namespace) -> None:
     if opt.evolve:
         raise NotImplementedError("--evolve is not supported by this trainer")
-    if opt.quad:
-        raise NotImplementedError("--quad is not supported by this trainer")
     if not (opt.cfg or opt.weights):
         raise ValueError("either --cfg or --weights must be specified")
     if dist.get_world_size() > 1:

@@ -75,7 +75,7 @@ def train_one_epoch(trainer: Trainer, epoch: int) -> dict[str, float]:
             imgs = resize_batch(imgs, random_imgsz(options.imgsz, options.stride, trainer.rng), options.stride)
         with trainer.precision.autocast():  # weights, grads, optimizer and EMA stay FP32
             total, terms = trainer.step(model, imgs, targets, epoch=epoch, iteration=iteration)
-            total = total * dist.get_world_size()  # DDP averages gradients over ranks
+            total = total * (dist.get_world_size() * options.loss_gain)  # DDP averages gradients over ranks
         check_finite(trainer, total, terms, epoch, i)
         trainer.scaler.scale(total).backward()
         if iteration - progress.last_opt_step >= progress.accumulate:

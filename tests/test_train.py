@@ -229,6 +229,16 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(data, uninterrupted, tmp_
     assert all(torch.isfinite(v.float()).all() for v in ck["model"]["state_dict"].values() if v.is_floating_point())
 
 
+def test_quad_trains_on_quarter_batches_of_twice_the_size(data, tmp_path):
+    shapes = []
+    cb = Callbacks()
+    cb.register("on_train_batch_end", lambda model, i, imgs, targets, paths: shapes.append(tuple(imgs.shape)))
+    opt = train.run(data=data, epochs=1, project=str(tmp_path), name="quad", quad=True, noplots=True,
+                    callbacks=cb, **COMMON)
+    assert shapes == [(1, 3, 128, 128)] * 2  # batch 4 at 64 px -> 1 image at 128 px, 2 batches
+    assert np.isfinite(results.read_results(Path(opt.save_dir) / "results.csv")["train/box_loss"]).all()
+
+
 def test_run_rejects_unknown_options():
     with pytest.raises(TypeError, match="unknown option"):
         train.run(not_an_option=1)
