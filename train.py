@@ -26,7 +26,7 @@ import yaml
 import val as validate
 from data.config import check_dataset
 from data.loader import create_dataloader
-from engine import checkpointing, loop
+from engine import checkpointing, evolve, loop
 from engine.evaluation import Evaluation
 from engine.loop import NonFiniteLossError  # noqa: F401 - part of train.py's API
 from engine.state import LoopOptions, Progress, Trainer
@@ -323,7 +323,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--noval", action="store_true", help="only validate final epoch")
     p.add_argument("--noautoanchor", action="store_true", help="disable AutoAnchor")
     p.add_argument("--noplots", action="store_true", help="save no plot files")
-    p.add_argument("--evolve", type=int, nargs="?", const=300, help="evolve hyperparameters (not supported)")
+    p.add_argument("--evolve", type=int, nargs="?", const=300, help="evolve hyperparameters for x generations")
     p.add_argument("--bucket", type=str, default="", help="gsutil bucket (ignored)")
     p.add_argument("--cache", type=str, nargs="?", const="ram", help="image --cache ram/disk")
     p.add_argument("--image-weights", action="store_true", help="use weighted image selection for training")
@@ -376,8 +376,6 @@ def resume_options(opt: argparse.Namespace) -> argparse.Namespace:
 
 
 def check_options(opt: argparse.Namespace) -> None:
-    if opt.evolve:
-        raise NotImplementedError("--evolve is not supported by this trainer")
     if not (opt.cfg or opt.weights):
         raise ValueError("either --cfg or --weights must be specified")
     if dist.get_world_size() > 1:
@@ -396,11 +394,14 @@ def configure_logging() -> None:
     root.setLevel(logging.INFO if dist.is_main_process() else logging.WARNING)
 
 
-def main(opt: argparse.Namespace, step_factory=None, callbacks: Callbacks | None = None):
-    """Resolve resume/options, device and process group, then train. Returns the options, with ``save_dir``
-    and ``results`` (P, R, mAP50, mAP50-95, val box/obj/cls) filled in."""
+def main(opt: argparse.Namespace, step_factory=None, callbacks: Callbacks | None = None, genes=None):
+    """Resolve resume/options, device and process group, then train (or --evolve: engine/evolve.py, with the extra
+    ``genes`` of train_kd.py). Returns the options, with ``save_dir`` and ``results`` (P, R, mAP50, mAP50-95, val
+    box/obj/cls) filled in."""
     configure_logging()
-    if opt.resume and not opt.evolve:
+    if opt.evolve:
+        return evolve.run(opt, lambda gen: main(gen, step_factory, callbacks), load_hyp, genes)
+    if opt.resume:
         opt = resume_options(opt)
     else:
         opt.resume = False
