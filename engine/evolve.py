@@ -126,16 +126,22 @@ class EvolveCSV:
 
 
 def evolve_dir(opt) -> Path:
-    """The search folder: --resume's (a folder or its evolve.csv), else a new runs/evolve/exp{N}."""
-    if isinstance(opt.resume, (str, Path)) and str(opt.resume) not in ("", "True"):
+    """The search folder: --resume's (a folder or its evolve.csv; a bare --resume: the newest evolve.csv under the
+    project), else a new runs/evolve/exp{N}."""
+    project = Path(opt.project)
+    if project.name == "train" and project.parent.name == "runs":  # train.py's default: upstream's runs/evolve
+        project = project.parent / "evolve"
+    if opt.resume is True or str(opt.resume) == "True":
+        found = sorted(project.glob("*/evolve.csv"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise FileNotFoundError(f"--evolve --resume: no */evolve.csv under {project} to continue from")
+        return found[-1].parent
+    if opt.resume:
         path = Path(opt.resume)
         path = path.parent if path.suffix == ".csv" else path
         if not (path / "evolve.csv").is_file():
             raise FileNotFoundError(f"--evolve --resume {opt.resume}: no evolve.csv there to continue from")
         return path
-    project = Path(opt.project)
-    if project.name == "train" and project.parent.name == "runs":  # train.py's default: upstream's runs/evolve
-        project = project.parent / "evolve"
     return increment_path(project / opt.name, exist_ok=opt.exist_ok, mkdir=True)
 
 

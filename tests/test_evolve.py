@@ -73,6 +73,8 @@ def test_train_evolve_two_generations_then_resume(data, tmp_path):
     train.run(data=data, evolve=3, resume=str(d / "evolve.csv"), project=str(tmp_path), name="evo", **RUN)
     _, resumed = _rows(d / "evolve.csv")
     assert len(resumed) == 3 and resumed[:2] == rows and not (tmp_path / "evo2").exists()
+    train.run(data=data, evolve=4, resume=True, project=str(tmp_path), **RUN)  # bare: the newest evolve.csv
+    assert len(_rows(d / "evolve.csv")[1]) == 4
 
 
 def test_train_kd_evolves_kd_weight_and_method_options(data, tmp_path, untrained_checkpoint):
