@@ -67,3 +67,16 @@ def test_architecture_entry_point_without_weights():
     assert len(results) == 2 and all(d.shape[1] == 6 for d in results.xyxy)
     raw = model(torch.zeros(1, 3, 64, 64))[0]  # a tensor goes straight to the model
     assert raw.shape[-1] == 3 + 5
+
+
+def test_pretrained_reads_a_local_file_and_never_downloads(yolov5n_pt, images, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
+        torch.hub.load(str(ROOT), "yolov5n", source="local")
+    (tmp_path / "yolov5n.pt").symlink_to(yolov5n_pt)
+    model = torch.hub.load(str(ROOT), "yolov5n", source="local")  # pretrained=True, classes=80: the file as is
+    custom = torch.hub.load(str(ROOT), "custom", path=str(yolov5n_pt), source="local")
+    assert torch.equal(model(str(images[0])).xyxy[0], custom(str(images[0])).xyxy[0])
+    three = torch.hub.load(str(ROOT), "yolov5n", classes=3, source="local", autoshape=False)
+    backbone = "model.0.conv.weight"
+    assert three.nc == 3 and torch.equal(three.state_dict()[backbone], custom.model.state_dict()[backbone])
