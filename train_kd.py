@@ -24,6 +24,7 @@ import train
 from distill import teacher as kd_teacher
 from distill.config import DECAYS, DEFAULT_WEIGHTS, METHODS, KDConfig, option_fields
 from distill.step import DistillStep
+from engine import evolve
 from engine.step import StepContext
 from utils import amp, dist
 
@@ -144,6 +145,39 @@ def build_config(opt: argparse.Namespace, anchor_t: float = 4.0) -> KDConfig:
                     decay_min=getattr(opt, "kd_decay_min", KDConfig.decay_min), **options)
 
 
+class KDGenes:
+    """--evolve genes of train_kd.py, after the hyperparameters: each method's outer weight (``kd_weight_<method>``,
+    limits 0 to 100x its default; not for a --kd-balance'd method, whose weight is calibrated) and every option
+    whose field declares ``evolve`` (scale, low, high) metadata (fgd_alpha, cwd_tau, ...), from their resolved values."""
+
+    def genes(self, opt: argparse.Namespace) -> list[evolve.Gene]:
+        config, out = build_config(opt), []
+        balanced = dict(config.balance)
+        for method in config.methods:
+            if method not in balanced:
+                out.append(evolve.Gene(f"kd_weight_{method}", config.method_weight(method), 1.0, 0.0,
+                                       100 * DEFAULT_WEIGHTS[method]))
+            for flat, field in option_fields(method):
+                if "evolve" in field.metadata:
+                    out.append(evolve.Gene(flat, float(getattr(config, flat)), *field.metadata["evolve"]))
+        return out
+
+    def apply(self, opt: argparse.Namespace, values: dict[str, float]) -> None:
+        weights = {k.removeprefix("kd_weight_"): v for k, v in values.items() if k.startswith("kd_weight_")}
+        kept = [w for w in opt.kd_weight or [] if parse_kd_weight(w)[0] not in weights]
+        opt.kd_weight = kept + [f"{m}={w!r}" for m, w in weights.items()]
+        for name, value in values.items():
+            if not name.startswith("kd_weight_") and hasattr(opt, name) and name.split("_")[0] in METHODS:
+                setattr(opt, name, value)
+
+    def flags(self, values: dict[str, float]) -> str:
+        """The train_kd.py flags that set these values."""
+        weights = [f"{k.removeprefix('kd_weight_')}={v:.5g}" for k, v in values.items() if k.startswith("kd_weight_")]
+        options = [f"--{k.replace('_', '-')} {v:.5g}" for k, v in values.items()
+                   if not k.startswith("kd_weight_") and k.split("_")[0] in METHODS]
+        return " ".join(([f"--kd-weight {' '.join(weights)}"] if weights else []) + options)
+
+
 def build_step(ctx: StepContext) -> DistillStep:
     """Step factory for train.py: called after the EMA exists, with the bare student, on every rank.
 
@@ -174,7 +208,7 @@ def build_step(ctx: StepContext) -> DistillStep:
 
 def main(opt: argparse.Namespace, callbacks=None) -> argparse.Namespace:
     """Check the KD options early (a fresh run), then run train.py's main with the distillation step."""
-    if not opt.resume:
+    if not opt.resume or opt.evolve:
         config = build_config(opt)  # invalid combinations fail before any data or model is touched
         # opt.yaml records each method's weight, so a resume keeps it even if the library defaults change; a
         # balanced method keeps only the common weight it calibrates with (a METHOD=W would stop its balancing)
@@ -185,7 +219,7 @@ def main(opt: argparse.Namespace, callbacks=None) -> argparse.Namespace:
         opt.kd_balance = [f"{m}={r!r}" for m, r in config.balance] or None
         if not opt.teacher or not Path(opt.teacher).is_file():
             raise FileNotFoundError(f"--teacher {opt.teacher!r} not found")
-    return train.main(opt, step_factory=build_step, callbacks=callbacks)
+    return train.main(opt, step_factory=build_step, callbacks=callbacks, genes=KDGenes())
 
 
 def run(**kwargs) -> argparse.Namespace:

@@ -18,6 +18,7 @@ import train_kd
 from distill import teacher as kd_teacher
 from distill.config import DEFAULT_WEIGHTS
 from models import weights
+from tests.tb_events import read_events
 from utils import checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,6 +99,8 @@ def test_one_epoch_per_method(tmp_path, datasets_env, yolov5n_pt, monkeypatch, r
     resumed = train_kd.build_config(argparse.Namespace(**yaml.safe_load((run_dir / "opt.yaml").read_text())))
     assert resumed.method_weights == ((method, DEFAULT_WEIGHTS[method]),)
     assert (run_dir / "kd_masks.jpg").stat().st_size > 0
+    scalars, images = read_events(run_dir)  # TensorBoard: the KD curves and the mask figure
+    assert set(expected) <= set(scalars) and "kd_masks" in images
 
 
 def test_bad_options_fail_before_training(tmp_path):
