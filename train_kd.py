@@ -43,6 +43,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                     help="the teacher's input size, a whole multiple of --img (default: --img): the teacher sees "
                          "each batch resized to it (bilinear) and its features are average-pooled back to the "
                          "student's grid, e.g. a teacher fine-tuned at 640 for a 320 student; feature methods only")
+    kd.add_argument("--kd-adapter-kernel", type=int, choices=(1, 3), default=KDConfig.adapter_kernel,
+                    help="kernel of the FGFI/CILF student->teacher adapters: 3 (the papers') or 1 (a 1x1 connector "
+                         "as CWD/PKD use, cheaper)")
     kd.add_argument("--kd", nargs="+", choices=METHODS, default=list(KDConfig.methods),
                     help="KD method(s); several add up (default: " + " ".join(KDConfig.methods) + ")")
     kd.add_argument("--kd-weight", nargs="+", type=kd_weight_arg, default=None, metavar="W|METHOD=W",
@@ -138,7 +141,7 @@ def build_config(opt: argparse.Namespace, anchor_t: float = 4.0) -> KDConfig:
     methods = tuple(dict.fromkeys(opt.kd))
     options = {flat: getattr(opt, flat, field.default) for method in METHODS for flat, field in option_fields(method)}
     return KDConfig(methods=methods, weight=weight, method_weights=tuple(per_method.items()), layers=opt.kd_layers,
-                    teacher_scale=teacher_scale(opt),
+                    teacher_scale=teacher_scale(opt), adapter_kernel=getattr(opt, "kd_adapter_kernel", 3),
                     balance=balanced_methods(opt, methods, per_method),
                     anchor_t=anchor_t, start_iter=opt.kd_warmup_iters, stop_epoch=opt.kd_stop_epoch,
                     decay=getattr(opt, "kd_decay", KDConfig.decay),  # older opt.yaml: absent

@@ -68,7 +68,8 @@ def run_case(args) -> dict:
     if args.case in ("teacher", "student"):
         step = None
     else:
-        step = DistillStep(student, teacher, compute_loss, KDConfig(methods=tuple(args.case.split("+"))), args.imgsz)
+        config = KDConfig(methods=tuple(args.case.split("+")), adapter_kernel=args.adapter_kernel)
+        step = DistillStep(student, teacher, compute_loss, config, args.imgsz)
         params += list(step.modules.parameters())
     optimizer = torch.optim.SGD(params, lr=1e-4, momentum=0.9)
 
@@ -116,6 +117,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu", help="cpu or a CUDA index")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
+    parser.add_argument("--adapter-kernel", type=int, choices=(1, 3), default=3, help="FGFI/CILF adapter kernel")
     parser.add_argument("--case", default=None, help=argparse.SUPPRESS)  # internal: run one case, print JSON
     return parser
 

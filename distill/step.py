@@ -108,7 +108,8 @@ class DistillStep:
                       getattr(teacher.module, "names", None))
         self.modules = nn.ModuleDict()
         if any(cls.uses_adapters for cls in classes):  # built first: the torch RNG order of the checkpoints
-            self.modules["adapters"] = adapters.build_adapters(setup.student_channels, setup.teacher_channels)
+            self.modules["adapters"] = adapters.build_adapters(setup.student_channels, setup.teacher_channels,
+                                                               config.adapter_kernel)
         self.methods = [cls(config, setup) for cls in classes]
         for method in self.methods:
             if method.modules is not None:
