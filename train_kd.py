@@ -25,6 +25,7 @@ from distill import teacher as kd_teacher
 from distill.config import DECAYS, DEFAULT_WEIGHTS, METHODS, KDConfig, option_fields
 from distill.methods import METHODS as METHOD_CLASSES
 from distill.step import DistillStep
+from engine import evolve
 from engine.step import StepContext
 from models import weights as model_weights
 from utils import amp, cli, dist
@@ -40,6 +41,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     kd.add_argument("--teacher-dtype", choices=("fp32", "bf16"), default=None,
                     help="teacher forward precision, independent of --amp (default: the training precision); "
                          "bf16 needs native support, else FP32; outputs and features reach the KD losses in FP32")
+    kd.add_argument("--teacher-img", type=int, default=None, metavar="PIXELS",
+                    help="the teacher's input size, a whole multiple of --img (default: --img): the teacher sees "
+                         "each batch resized to it (bilinear) and its features are average-pooled back to the "
+                         "student's grid, e.g. a teacher fine-tuned at 640 for a 320 student; feature methods only")
+    kd.add_argument("--kd-adapter-kernel", type=int, choices=(1, 3), default=KDConfig.adapter_kernel,
+                    help="kernel of the FGFI/CILF student->teacher adapters: 3 (the papers') or 1 (a 1x1 connector "
+                         "as CWD/PKD use, cheaper)")
     kd.add_argument("--kd", nargs="+", choices=METHODS, default=list(KDConfig.methods),
                     help="KD method(s); several add up (default: " + " ".join(KDConfig.methods) + ")")
     kd.add_argument("--kd-weight", nargs="+", type=kd_weight_arg, default=None, metavar="W|METHOD=W",
@@ -118,12 +126,24 @@ def parse_opt(argv=None) -> argparse.Namespace:
     return get_args_parser().parse_args(argv)
 
 
+def teacher_scale(opt: argparse.Namespace) -> int:
+    """--teacher-img / --img, a whole number (1 without --teacher-img; older opt.yaml: absent)."""
+    teacher_img = getattr(opt, "teacher_img", None)
+    if not teacher_img:
+        return 1
+    if teacher_img % opt.imgsz or teacher_img < opt.imgsz:
+        raise ValueError(f"--teacher-img {teacher_img} must be a whole multiple of --img {opt.imgsz} (e.g. "
+                         f"{2 * opt.imgsz}): the teacher's features are pooled back to the student's grid")
+    return teacher_img // opt.imgsz
+
+
 def build_config(opt: argparse.Namespace, anchor_t: float = 4.0) -> KDConfig:
     """The frozen KD options from the command line (the only place that reads the KD flags)."""
     weight, per_method = _common_and_per_method(opt.kd_weight, "--kd-weight")
     methods = tuple(dict.fromkeys(opt.kd))
     options = {flat: getattr(opt, flat, field.default) for method in METHODS for flat, field in option_fields(method)}
     return KDConfig(methods=methods, weight=weight, method_weights=tuple(per_method.items()), layers=opt.kd_layers,
+                    teacher_scale=teacher_scale(opt), adapter_kernel=getattr(opt, "kd_adapter_kernel", 3),
                     balance=balanced_methods(opt, methods, per_method),
                     anchor_t=anchor_t, start_iter=opt.kd_warmup_iters, stop_epoch=opt.kd_stop_epoch,
                     decay=getattr(opt, "kd_decay", KDConfig.decay),  # older opt.yaml: absent
@@ -141,6 +161,39 @@ def check_kd_flags(opt: argparse.Namespace, config: KDConfig) -> None:
                                  f"use (--kd {' '.join(config.methods)})")
     if config.decay == "none" and config.decay_min != KDConfig.decay_min:
         raise ValueError("--kd-decay-min is the floor of --kd-decay cosine: add --kd-decay cosine or drop it")
+
+
+class KDGenes:
+    """--evolve genes of train_kd.py, after the hyperparameters: each method's outer weight (``kd_weight_<method>``,
+    limits 0 to 100x its default; not for a --kd-balance'd method, whose weight is calibrated) and every option
+    whose field declares ``evolve`` (scale, low, high) metadata (fgd_alpha, cwd_tau, ...), from their resolved values."""
+
+    def genes(self, opt: argparse.Namespace) -> list[evolve.Gene]:
+        config, out = build_config(opt), []
+        balanced = dict(config.balance)
+        for method in config.methods:
+            if method not in balanced:
+                out.append(evolve.Gene(f"kd_weight_{method}", config.method_weight(method), 1.0, 0.0,
+                                       100 * DEFAULT_WEIGHTS[method]))
+            for flat, field in option_fields(method):
+                if "evolve" in field.metadata:
+                    out.append(evolve.Gene(flat, float(getattr(config, flat)), *field.metadata["evolve"]))
+        return out
+
+    def apply(self, opt: argparse.Namespace, values: dict[str, float]) -> None:
+        weights = {k.removeprefix("kd_weight_"): v for k, v in values.items() if k.startswith("kd_weight_")}
+        kept = [w for w in opt.kd_weight or [] if parse_kd_weight(w)[0] not in weights]
+        opt.kd_weight = kept + [f"{m}={w!r}" for m, w in weights.items()]
+        for name, value in values.items():
+            if not name.startswith("kd_weight_") and hasattr(opt, name) and name.split("_")[0] in METHODS:
+                setattr(opt, name, value)
+
+    def flags(self, values: dict[str, float]) -> str:
+        """The train_kd.py flags that set these values."""
+        weights = [f"{k.removeprefix('kd_weight_')}={v:.5g}" for k, v in values.items() if k.startswith("kd_weight_")]
+        options = [f"--{k.replace('_', '-')} {v:.5g}" for k, v in values.items()
+                   if not k.startswith("kd_weight_") and k.split("_")[0] in METHODS]
+        return " ".join(([f"--kd-weight {' '.join(weights)}"] if weights else []) + options)
 
 
 def build_step(ctx: StepContext) -> DistillStep:
@@ -176,7 +229,7 @@ def build_step(ctx: StepContext) -> DistillStep:
 
 def main(opt: argparse.Namespace, callbacks=None) -> argparse.Namespace:
     """Check the KD options early (a fresh run), then run train.py's main with the distillation step."""
-    if not opt.resume:
+    if not opt.resume or opt.evolve:
         train.check_options(opt)  # refused and contradictory flags stop first
         config = build_config(opt)  # invalid combinations fail before any data or model is touched
         check_kd_flags(opt, config)
@@ -195,7 +248,7 @@ def main(opt: argparse.Namespace, callbacks=None) -> argparse.Namespace:
         kd_defaults = {k: v for k, v in vars(parse_opt([])).items() if k not in train_flags}
         if ignored := cli.ignored_on_resume(opt, kd_defaults):
             LOGGER.warning(f"WARNING: --resume continues with the run's saved options; ignoring {', '.join(ignored)}")
-    return train.main(opt, step_factory=build_step, callbacks=callbacks)
+    return train.main(opt, step_factory=build_step, callbacks=callbacks, genes=KDGenes())
 
 
 def run(**kwargs) -> argparse.Namespace:

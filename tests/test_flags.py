@@ -28,7 +28,6 @@ from utils import cli
 ROOT = Path(__file__).resolve().parents[1]
 PARSERS = {"train": train.get_args_parser, "train_kd": train_kd.get_args_parser, "val": val.get_args_parser,
            "detect": detect.get_args_parser, "export": export.get_args_parser}
-NOT_IMPLEMENTED = {"evolve", "quad"}  # raise NotImplementedError naming the flag (issue 25 implements them)
 
 
 def _dests(script: str) -> set[str]:
@@ -67,7 +66,6 @@ def test_every_train_and_train_kd_flag_is_read_or_refused():
     for script in ("train", "train_kd"):
         unused = _dests(script) - reads - _refused(script) - method_flags
         assert not unused, f"{script}.py flags accepted but never read: {sorted(unused)}"
-    assert NOT_IMPLEMENTED <= reads  # read by check_options, which raises for them
 
 
 def test_every_kd_method_option_is_read_by_distill():
@@ -239,3 +237,8 @@ def test_train_script_prints_one_line_for_a_bad_weights_file(tmp_path):
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith(f"ERROR: {bad}: a text file, not a PyTorch checkpoint")
     assert not (tmp_path / "runs").exists()
+
+
+def test_export_onnx_options_without_onnx_stop(tmp_path):
+    with pytest.raises(ValueError, match=r"^--opset, --dynamic: ONNX options, and --include torchscript exports no"):
+        export.run(weights=str(tmp_path / "w.pt"), include=("torchscript",), opset=19, dynamic=True)

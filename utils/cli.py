@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 _LOGGER_SERVICE = ("a Weights & Biases / ClearML / Comet option of upstream YOLOv5; this toolkit has no "
-                   "logger-service integration (metrics go to results.csv in the run directory)")
-_TF_EXPORT = "only for upstream's TensorFlow/TensorRT/CoreML exports; this exporter writes ONNX only"
+                   "logger-service integration (metrics go to results.csv and TensorBoard events in the run directory)")
+_TF_EXPORT = "only for upstream's TensorFlow/TensorRT/CoreML exports; this exporter writes ONNX and TorchScript"
 
 REFUSED: dict[str, dict[str, str]] = {
     "train": {
@@ -39,14 +39,14 @@ REFUSED: dict[str, dict[str, str]] = {
     },
     "export": {
         "--data": _TF_EXPORT,
-        "--half": "FP16 export is not implemented: the ONNX graph and its parity check are FP32",
+        "--half": "FP16 export is not implemented: the exported models and their parity checks are FP32",
         "--inplace": "our Detect head never writes into its inputs, so there is nothing to switch",
         "--keras": _TF_EXPORT,
-        "--optimize": "TorchScript mobile optimisation: this exporter writes ONNX only",
+        "--optimize": "TorchScript mobile optimisation (optimize_for_mobile) is not implemented",
         "--int8": _TF_EXPORT,
         "--workspace": _TF_EXPORT,
         "--verbose": _TF_EXPORT,
-        "--nms": _TF_EXPORT + " (NMS is not part of the ONNX graph; run utils.nms on its output)",
+        "--nms": _TF_EXPORT + " (NMS is not part of the exported graph; run utils.nms on its output)",
         "--agnostic-nms": _TF_EXPORT,
         "--topk-per-class": _TF_EXPORT,
         "--topk-all": _TF_EXPORT,

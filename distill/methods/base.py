@@ -98,6 +98,7 @@ class Method:
     term_names: ClassVar[tuple[str, ...]]
     uses_adapters: ClassVar[bool] = False
     needs_anchors: ClassVar[bool] = False
+    uses_outputs: ClassVar[bool] = False  # compares head outputs cell by cell: no --teacher-img (they do not pool)
 
     @classmethod
     def compares_classes(cls, options) -> bool:
