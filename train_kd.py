@@ -161,6 +161,10 @@ def check_kd_flags(opt: argparse.Namespace, config: KDConfig) -> None:
                                  f"use (--kd {' '.join(config.methods)})")
     if config.decay == "none" and config.decay_min != KDConfig.decay_min:
         raise ValueError("--kd-decay-min is the floor of --kd-decay cosine: add --kd-decay cosine or drop it")
+    if config.adapter_kernel != KDConfig.adapter_kernel and not any(METHOD_CLASSES[m].uses_adapters
+                                                                    for m in config.methods):
+        raise ValueError(f"--kd-adapter-kernel sizes the FGFI/CILF adapters, which --kd {' '.join(config.methods)} "
+                         "does not use")
 
 
 class KDGenes:

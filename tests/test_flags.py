@@ -179,6 +179,8 @@ def test_kd_options_of_unused_methods_stop(tmp_path):
         train_kd.main(train_kd.parse_opt([*base, "--kd", "cilf", "--fgd-alpha", "1e-4"]))
     with pytest.raises(ValueError, match="^--kd-decay-min is the floor of --kd-decay cosine"):
         train_kd.main(train_kd.parse_opt([*base, "--kd-decay-min", "0.1"]))
+    with pytest.raises(ValueError, match="^--kd-adapter-kernel sizes the FGFI/CILF adapters, which --kd fgd does"):
+        train_kd.main(train_kd.parse_opt([*base, "--kd", "fgd", "--kd-adapter-kernel", "1"]))
     with pytest.raises(FileNotFoundError, match="--teacher"):  # accepted: CILF reads the FGFI masks (psi, assign)
         train_kd.main(train_kd.parse_opt([*base, "--kd", "cilf", "--fgfi-psi", "0.3", "--fgfi-assign", "matched"]))
 
