@@ -103,6 +103,10 @@ class OGD(Method):
     uses_outputs = True
     term_names = ("distill/ogd_box", "distill/ogd_cls", "distill/ogd_obj")
 
+    @property
+    def uses_teacher_features(self) -> bool:
+        return False
+
     def __init__(self, config, setup: Setup):
         super().__init__(config, setup)
         check_heads(setup)
