@@ -22,6 +22,7 @@ import yaml
 
 import train
 from distill import teacher as kd_teacher
+from distill.ensemble import load_teachers
 from distill.config import DECAYS, DEFAULT_WEIGHTS, METHODS, KDConfig, option_fields
 from distill.methods import METHODS as METHOD_CLASSES
 from distill.step import DistillStep
@@ -38,6 +39,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                                      parents=[train.get_args_parser(add_help=False)])
     kd = parser.add_argument_group("distillation")
     kd.add_argument("--teacher", type=str, default="", help="teacher checkpoint (ours or upstream YOLOv5 .pt)")
+    kd.add_argument("--teacher-ensemble", nargs="+", default=None, metavar="PATH",
+                    help="more teachers with the same head, averaged with --teacher (the head outputs' "
+                         "probabilities): an ensemble for the output methods (ogd, cilf with its defaults)")
     kd.add_argument("--teacher-dtype", choices=("fp32", "bf16"), default=None,
                     help="teacher forward precision, independent of --amp (default: the training precision); "
                          "bf16 needs native support, else FP32; outputs and features reach the KD losses in FP32")
@@ -210,7 +214,8 @@ def build_step(ctx: StepContext) -> DistillStep:
         raise ValueError("train_kd.py needs --teacher PATH (our or an upstream YOLOv5 .pt)")
     config = build_config(opt, anchor_t=float(ctx.hyp.get("anchor_t", 4.0)))
     teacher_dtype = kd_teacher.resolve_dtype(ctx.device, getattr(opt, "teacher_dtype", None))  # old opt.yaml: absent
-    teacher = kd_teacher.load_teacher(opt.teacher, ctx.device, dtype=teacher_dtype)
+    paths = [opt.teacher, *(getattr(opt, "teacher_ensemble", None) or [])]  # older opt.yaml: absent
+    teacher = load_teachers(paths, ctx.device, dtype=teacher_dtype)
     class_methods = [m for m in config.methods if METHOD_CLASSES[m].compares_classes(config.options(m))]
     kd_teacher.check_classes(teacher.module.names, ctx.model.names, teacher.path,
                              ctx.data.get("yaml_file") or opt.data, class_methods)
@@ -225,7 +230,8 @@ def build_step(ctx: StepContext) -> DistillStep:
                   "weights": {m: config.method_weight(m) for m in config.methods}, **config.to_dict()}
         with open(Path(ctx.save_dir) / "kd.yaml", "w") as f:
             yaml.safe_dump(record, f, sort_keys=False)
-        LOGGER.info(f"distillation: {', '.join(config.methods)} from {teacher_path.name} (sha256 {sha256[:12]}), "
+        LOGGER.info(f"distillation: {', '.join(config.methods)} from {' + '.join(Path(p).name for p in paths)} "
+                    f"(sha256 {sha256[:12]}), "
                     f"{len(step.term_names)} KD terms, {sum(p.numel() for p in step.modules.parameters())} "
                     "trainable KD parameters")
     return step
@@ -244,9 +250,11 @@ def main(opt: argparse.Namespace, callbacks=None) -> argparse.Namespace:
         if balanced and config.weight is not None:
             opt.kd_weight.append(repr(config.weight))
         opt.kd_balance = [f"{m}={r!r}" for m, r in config.balance] or None
-        if not opt.teacher or not Path(opt.teacher).is_file():
-            raise FileNotFoundError(f"--teacher {opt.teacher!r} not found")
-        model_weights.load_model(opt.teacher, fuse=False)  # a damaged or foreign file stops before any run dir
+        members = [("--teacher-ensemble", path) for path in opt.teacher_ensemble or []]
+        for flag, path in [("--teacher", opt.teacher), *members]:
+            if not path or not Path(path).is_file():
+                raise FileNotFoundError(f"{flag} {path!r} not found")
+            model_weights.load_model(path, fuse=False)  # a damaged or foreign file stops before any run dir
     else:  # the KD flags beside --resume (train.main names the others): the run's kd options replace them
         train_flags = vars(train.parse_opt([]))
         kd_defaults = {k: v for k, v in vars(parse_opt([])).items() if k not in train_flags}

@@ -111,6 +111,10 @@ class DistillStep:
             self.modules["adapters"] = adapters.build_adapters(setup.student_channels, setup.teacher_channels,
                                                                config.adapter_kernel)
         self.methods = [cls(config, setup) for cls in classes]
+        feature_methods = [m.name for m in self.methods if m.uses_teacher_features]
+        if getattr(teacher, "members", None) is not None and feature_methods:
+            raise ValueError(f"a teacher ensemble (--teacher-ensemble) averages head outputs and has no features: "
+                             f"{feature_methods} read teacher features (use ogd, or cilf with its defaults)")
         for method in self.methods:
             if method.modules is not None:
                 self.modules[method.name] = method.modules

@@ -207,3 +207,15 @@ def test_bad_dataset_or_hyp_yaml_stops_train_before_any_run_folder(tmp_path):
     with pytest.raises(ValueError, match=rf"^--hyp {listed}: a hyperparameter yaml must be a mapping"):
         train.load_hyp(str(listed))
     assert not runs.exists() and listed.read_text() == "- lr0\n- 0.01\n"
+
+
+def test_bad_teacher_ensemble_member_stops_before_any_run_folder(bad_files, untrained_checkpoint, tmp_path):
+    good = untrained_checkpoint("yolov5n.yaml", nc=2)
+    with pytest.raises(ValueError) as e:
+        train_kd.run(teacher=str(good), teacher_ensemble=[str(bad_files["text"])], kd=["ogd"], cfg="yolov5n.yaml",
+                     device="cpu", project=str(tmp_path), name="kd")
+    _one_line_naming(e.value, bad_files["text"], KINDS["text"])
+    with pytest.raises(FileNotFoundError, match=r"^--teacher-ensemble '.*none\.pt' not found"):
+        train_kd.run(teacher=str(good), teacher_ensemble=[str(tmp_path / "none.pt")], kd=["ogd"], cfg="yolov5n.yaml",
+                     device="cpu", project=str(tmp_path), name="kd")
+    assert not any(tmp_path.iterdir())

@@ -111,6 +111,11 @@ class Method:
         self.options = config.options(self.name)
         self.modules: nn.Module | None = None
 
+    @property
+    def uses_teacher_features(self) -> bool:
+        """Whether ``terms`` reads the teacher's features (a teacher ensemble has none: distill/ensemble.py)."""
+        return True
+
     def terms(self, student_feats: list[torch.Tensor], teacher_feats: list[torch.Tensor],
               outputs: tuple[list[torch.Tensor], list[torch.Tensor]], targets: torch.Tensor, shared: Shared
               ) -> dict[str, torch.Tensor]:

@@ -51,6 +51,10 @@ class CILF(Method):
             check_output_compatible(setup.student_detect, setup.teacher_detect)
         self.teacher_detect = setup.teacher_detect
 
+    @property
+    def uses_teacher_features(self) -> bool:
+        return not (self.output_kl and self.options.alpha == 1)
+
     def _kl(self, teacher_feats, outputs, targets, shared) -> torch.Tensor:
         config, (student_outputs, teacher_outputs) = self.config, outputs
         if self.output_kl and config.layers is None:  # the distilled levels are the head's levels

@@ -107,6 +107,10 @@ class OGD(Method):
     def compares_classes(cls, options) -> bool:
         return True
 
+    @property
+    def uses_teacher_features(self) -> bool:
+        return False
+
     def __init__(self, config, setup: Setup):
         super().__init__(config, setup)
         check_heads(setup)
