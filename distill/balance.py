@@ -92,11 +92,17 @@ class Balance:
             LOGGER.log(level, message)
 
     def state_dict(self) -> dict:
-        return {"done": self.done, "weights": dict(self.weights)}
+        """Chosen weights; during the calibration window also its running sums (an exact resume inside it)."""
+        state = {"done": self.done, "weights": dict(self.weights)}
+        if not self.done and self.sums is not None:
+            state["sums"] = self.sums.detach().cpu().clone()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         """Restore chosen weights: a resume after calibration keeps them and does not calibrate again."""
         self.done, self.weights = bool(state.get("done")), dict(state.get("weights") or {})
+        if not self.done and state.get("sums") is not None:
+            self.sums = state["sums"].to(self.device)
         for method in self.methods:
             if method.name in self.weights:
                 method.weight = float(self.weights[method.name])
