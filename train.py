@@ -33,7 +33,7 @@ from engine.state import LoopOptions, Progress, Trainer
 from engine.step import Step, StepContext, StepFactory, detection_step
 from models import weights as model_weights
 from models.yolo import Model
-from utils import amp, autoanchor, dist, optim, results, sizes
+from utils import amp, atomic, autoanchor, dist, optim, results, sizes
 from utils.callbacks import Callbacks
 from utils.device import select_device
 from utils.ema import ModelEMA
@@ -273,6 +273,8 @@ def build_run(opt: argparse.Namespace, device: torch.device, step_factory: StepF
     if main and not opt.resume and not opt.noplots:
         plot_labels(inputs.dataset, inputs.names, save_dir)
     callbacks.run("on_pretrain_routine_end")
+    if opt.resume:  # last: the random generators continue from the checkpoint's state
+        checkpointing.restore_loop(trainer, inputs.ckpt, opt.weights)
     return trainer, evaluation
 
 
@@ -280,9 +282,9 @@ def build_run(opt: argparse.Namespace, device: torch.device, step_factory: StepF
 
 
 def finish(trainer: Trainer, evaluation: Evaluation, res: ValResults) -> ValResults:
-    """Strip last/best, re-validate best.pt with plots, write results.png."""
+    """Strip best/last (last.pt last: unstripped, it means unfinished), re-validate best.pt, write results.png."""
     weights_dir, plots = trainer.weights_dir, trainer.options.plots
-    for f in (weights_dir / "last.pt", weights_dir / "best.pt"):
+    for f in (weights_dir / "best.pt", weights_dir / "last.pt"):
         if f.exists():
             checkpointing.strip_optimizer(f)
     best = weights_dir / "best.pt"
@@ -443,5 +445,5 @@ def override_options(opt: argparse.Namespace, kwargs: dict, caller: str) -> argp
 if __name__ == "__main__":
     try:
         main(parse_opt())
-    except NonFiniteLossError as e:
+    except (NonFiniteLossError, atomic.WriteError) as e:  # one line: the cause and what was kept
         sys.exit(f"ERROR: {e}")

@@ -25,7 +25,7 @@ from distill import teacher as kd_teacher
 from distill.config import DECAYS, DEFAULT_WEIGHTS, METHODS, KDConfig, option_fields
 from distill.step import DistillStep
 from engine.step import StepContext
-from utils import amp, dist
+from utils import amp, atomic, dist
 
 LOGGER = logging.getLogger("train_kd")
 
@@ -182,5 +182,5 @@ def run(**kwargs) -> argparse.Namespace:
 if __name__ == "__main__":
     try:
         main(parse_opt())
-    except train.NonFiniteLossError as e:
+    except (train.NonFiniteLossError, atomic.WriteError) as e:
         raise SystemExit(f"ERROR: {e}") from None
