@@ -68,6 +68,9 @@ CHAINS = {
                             "csv:1:full",  # from epoch 1: ENOSPC writing results.csv
                             "save:1:int"],  # from epoch 1: Ctrl-C inside the torch.save of best.pt
                   "resumes"),
+    "image-weights-multi-scale": ("train", ["batch:3",  # the loader (not endless) draws its shuffle per epoch
+                                            "val:1:int"],  # from epoch 1: Ctrl-C inside its validation
+                                  "resumes"),
     "kd-checkpoint-batch-validation": ("train_kd", ["save:5:torn", "batch:2:int", "val:2"], "resumes"),
     "kd-csv-strip": ("train_kd", ["csv:3:torn",  # results.csv row 2
                                   "strip:2"],  # from epoch 2: between the strips
@@ -76,6 +79,8 @@ CHAINS = {
                                   "replace:3"],  # from epoch 1: last.pt of epoch 1 in place
                      "resumes"),
 }
+# chains run with extra options (and their own uninterrupted reference): the other random streams of the loop
+EXTRA = {"image-weights-multi-scale": ["--image-weights", "--multi-scale"]}  # global random, trainer.rng
 FULL_DISK_FILES = {"full-disk": ["weights/last.pt", "results.csv"], "kd-full-disk": ["weights/best.pt"]}
 
 
@@ -93,13 +98,13 @@ def setup(tmp_path_factory, untrained_checkpoint):
     return {"data": data, "teacher": untrained_checkpoint("yolov5n.yaml", nc=2)}
 
 
-def fresh_argv(setup: dict, script: str, run: Path) -> list[str]:
+def fresh_argv(setup: dict, script: str, run: Path, extra: tuple = ()) -> list[str]:
     argv = ["--data", str(setup["data"]), "--cfg", "yolov5n.yaml", "--weights", "", "--imgsz", "64",
             "--batch-size", "4", "--epochs", str(EPOCHS), "--workers", "0", "--device", "cpu", "--noplots",
             "--noautoanchor", "--save-period", "2", "--seed", "0", "--project", str(run.parent), "--name", run.name]
     if script == "train_kd":
         argv += ["--teacher", str(setup["teacher"]), "--kd", "fgfi", "fgd"]
-    return argv
+    return argv + list(extra)
 
 
 @pytest.fixture(scope="module")
@@ -109,10 +114,10 @@ def references(server, setup, tmp_path_factory):
 
     done = {}
 
-    def get(script: str) -> dict:
-        if script not in done:
+    def get(script: str, extra: tuple = ()) -> dict:
+        if (script, extra) not in done:
             run = tmp_path_factory.mktemp(f"reference-{script}") / "run"
-            status = server.run(script, fresh_argv(setup, script, run), None, run.parent / "log.txt")
+            status = server.run(script, fresh_argv(setup, script, run, extra), None, run.parent / "log.txt")
             assert status == 0, (run.parent / "log.txt").read_text()[-3000:]
             weights = {p.name: load(p) for p in sorted((run / "weights").glob("*.pt"))}
             assert sorted(weights) == ["best.pt", "epoch0.pt", "epoch2.pt", "last.pt"]
@@ -120,8 +125,8 @@ def references(server, setup, tmp_path_factory):
                 assert weights[name]["optimizer"] is None and weights[name]["epoch"] == -1
                 assert "loop" not in weights[name] and load_model(run / "weights" / name).nc == 2
             assert weights["epoch2.pt"]["optimizer"] and weights["epoch2.pt"]["loop"]["rng"]
-            done[script] = {"results.csv": (run / "results.csv").read_bytes(), "weights": weights}
-        return done[script]
+            done[script, extra] = {"results.csv": (run / "results.csv").read_bytes(), "weights": weights}
+        return done[script, extra]
 
     return get
 
@@ -168,8 +173,9 @@ def test_killed_runs_resume_to_the_uninterrupted_result(server, setup, reference
     script, faults, ending = CHAINS[chain]
     run, log = tmp_path / "run", tmp_path / "log.txt"
     last = run / "weights" / "last.pt"
-    reference = references(script)
-    status = server.run(script, fresh_argv(setup, script, run), faults[0], log)
+    extra = tuple(EXTRA.get(chain, ()))
+    reference = references(script, extra)
+    status = server.run(script, fresh_argv(setup, script, run, extra), faults[0], log)
     assert status == expected_status(faults[0]), log.read_text()[-3000:]
     for fault in faults[1:]:
         status = server.run(script, ["--resume", str(last)], fault, log)
