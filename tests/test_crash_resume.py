@@ -16,6 +16,7 @@ epoch e >= s: batches 2(e-s)+1 and 2(e-s)+2, validation e-s+1 and results.csv wr
 best.pt, epoch{e}.pt (e = 0 or 2) and last.pt, each followed by its rename (results.csv's too); after the last
 epoch the strips of best.pt then last.pt (2 saves, 2 renames) and the final validation of best.pt.
 A fresh run: saves 1-3 in epoch 0, 4-5 in epoch 1, 6-8 in epoch 2, 9-10 the strips; renames 1-4, 5-7, 8-11, 12-13.
+A resume that drops results.csv rows rewrites the table first: one more csv write and rename before all of these.
 """
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ CHAINS = {
                              "save:3:kill"],  # from epoch 2: last.pt written in full, killed before its rename
                    "resumes"),
     "renames": ("train", ["replace:5",  # results.csv row 1 in place, its checkpoint not yet begun
-                          "replace:3",  # from epoch 1: last.pt of epoch 1 in place
+                          "replace:4",  # from epoch 1 (rename 1: the trim of row 1): last.pt of epoch 1 in place
                           "replace:6"],  # from epoch 2: last.pt stripped, before the final validation
                 "finished"),
     "batches": ("train", ["batch:3",  # first batch of epoch 1
@@ -65,7 +66,8 @@ CHAINS = {
                         "strip:2:int"],  # from epoch 3: Ctrl-C between the strips (best.pt done, last.pt not)
               "resumes"),
     "full-disk": ("train", ["save:5:full",  # ENOSPC writing last.pt of epoch 1: the run stops, epoch 0 kept
-                            "csv:1:full",  # from epoch 1: ENOSPC writing results.csv
+                            "csv:1:full",  # from epoch 1: ENOSPC while the resume rewrites results.csv without row 1
+                            "csv:2:full",  # from epoch 1: that rewrite again (csv 1), then ENOSPC writing row 1
                             "save:1:int"],  # from epoch 1: Ctrl-C inside the torch.save of best.pt
                   "resumes"),
     "image-weights-multi-scale": ("train", ["batch:3",  # the loader (not endless) draws its shuffle per epoch
@@ -76,7 +78,7 @@ CHAINS = {
                                   "strip:2"],  # from epoch 2: between the strips
                      "resumes"),
     "kd-full-disk": ("train_kd", ["save:4:full",  # best.pt of epoch 1
-                                  "replace:3"],  # from epoch 1: last.pt of epoch 1 in place
+                                  "replace:4"],  # from epoch 1 (the trim of row 1, row 1, best): last.pt
                      "resumes"),
 }
 # chains run with extra options (and their own uninterrupted reference): the other random streams of the loop
