@@ -105,10 +105,8 @@ def build_run_dir(opt: argparse.Namespace, save_dir: Path) -> dict:
     (save_dir / "weights").mkdir(parents=True, exist_ok=True)
     LOGGER.info("hyperparameters: " + ", ".join(f"{k}={v}" for k, v in hyp.items()))
     if dist.is_main_process():
-        with open(save_dir / "hyp.yaml", "w") as f:
-            yaml.safe_dump(hyp, f, sort_keys=False)
-        with open(save_dir / "opt.yaml", "w") as f:
-            yaml.safe_dump(plain_opt(opt), f, sort_keys=False)
+        atomic.write_text(save_dir / "hyp.yaml", yaml.safe_dump(hyp, sort_keys=False))  # a resume reads both
+        atomic.write_text(save_dir / "opt.yaml", yaml.safe_dump(plain_opt(opt), sort_keys=False))
     return hyp
 
 

@@ -148,8 +148,7 @@ def build_step(ctx: StepContext) -> DistillStep:
         record = {"teacher": str(teacher_path), "teacher_sha256": sha256,
                   "teacher_dtype": amp.NAMES[teacher_dtype] if teacher_dtype is not None else "training",
                   "weights": {m: config.method_weight(m) for m in config.methods}, **config.to_dict()}
-        with open(Path(ctx.save_dir) / "kd.yaml", "w") as f:
-            yaml.safe_dump(record, f, sort_keys=False)
+        atomic.write_text(Path(ctx.save_dir) / "kd.yaml", yaml.safe_dump(record, sort_keys=False))
         LOGGER.info(f"distillation: {', '.join(config.methods)} from {teacher_path.name} (sha256 {sha256[:12]}), "
                     f"{len(step.term_names)} KD terms, {sum(p.numel() for p in step.modules.parameters())} "
                     "trainable KD parameters")

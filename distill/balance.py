@@ -18,6 +18,8 @@ import torch
 import torch.distributed as torch_dist
 import yaml
 
+from utils import atomic
+
 LOGGER = logging.getLogger(__name__)
 BALANCE_ITERS = 20  # K: the calibration window, the last K iterations of warmup
 
@@ -84,8 +86,7 @@ class Balance:
             record = {"weights": dict(self.weights), "ratios": dict(self.ratios), "kept": kept,
                       "detection": det_mean, "unweighted": means, "iterations": [self.start, self.end - 1],
                       "samples": int(samples)}
-            with open(self.path, "w") as f:
-                yaml.safe_dump(record, f, sort_keys=False)
+            atomic.write_text(self.path, yaml.safe_dump(record, sort_keys=False))
 
     def _log(self, level: int, message: str) -> None:
         if self.main:

@@ -5,14 +5,15 @@ A *fault* is ``"EVENT:N[:ACTION]"``: at the N-th EVENT of the process (counted f
 events  save      the N-th ``torch.save`` (every checkpoint write: best, epoch{N}, last, and the final strips)
         replace   just after the N-th rename of a finished .pt / .csv file into place (utils.atomic)
         csv       the N-th results.csv write (the temp file gets half the table first)
+        yaml      the N-th write of a run's yaml file (hyp.yaml, opt.yaml, kd.yaml, kd_balance.yaml)
         batch     the start of the N-th training batch (on_train_batch_start)
         optstep   the end of the N-th training batch, after its optimiser step (on_train_batch_end)
         val       inside the N-th validation (its N-th NMS call; the final validation of best.pt counts too)
         strip     the start of the N-th strip_optimizer
 actions kill      SIGKILL (the default): nothing runs after it, as in a power loss or the OOM killer
         int       SIGINT: Ctrl-C, Python's KeyboardInterrupt
-        torn      (save, csv) write half of the bytes into the temp file, then SIGKILL
-        full      (save, csv) write half of the bytes, then raise OSError(ENOSPC): a full disk
+        torn      (save, csv, yaml) write half of the bytes into the temp file, then SIGKILL
+        full      (save, csv, yaml) write half of the bytes, then raise OSError(ENOSPC): a full disk
 
 Nothing here is part of the program: the patches are applied inside the child process only.
 
@@ -91,7 +92,9 @@ def install(fault: str) -> None:
         trigger.fire()  # the file is complete, not yet renamed
 
     def write_atomic(path, write):
-        if Path(path).name != "results.csv" or not trigger.hit("csv"):
+        name = Path(path).name
+        event = "csv" if name == "results.csv" else "yaml" if name.endswith(".yaml") else None
+        if event is None or not trigger.hit(event):
             return real_write(path, write)
 
         def torn(f):

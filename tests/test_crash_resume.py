@@ -14,7 +14,8 @@ and a last resume finishes the run. Then, against one uninterrupted run of the s
 Events are counted in each process from 1. A process that starts at epoch s (0 for a fresh run) has, for each
 epoch e >= s: batches 2(e-s)+1 and 2(e-s)+2, validation e-s+1 and results.csv write e-s+1, then the torch.saves
 best.pt, epoch{e}.pt (e = 0 or 2) and last.pt, each followed by its rename (results.csv's too); after the last
-epoch the strips of best.pt then last.pt (2 saves, 2 renames) and the final validation of best.pt.
+epoch the strips of best.pt then last.pt (2 saves, 2 renames) and the final validation of best.pt. Before all of
+it the process writes hyp.yaml and opt.yaml (yaml writes 1 and 2; their renames are not counted).
 A fresh run: saves 1-3 in epoch 0, 4-5 in epoch 1, 6-8 in epoch 2, 9-10 the strips; renames 1-4, 5-7, 8-11, 12-13.
 A resume that drops results.csv rows rewrites the table first: one more csv write and rename before all of these.
 """
@@ -62,6 +63,9 @@ CHAINS = {
                               "csv:1:torn",  # from epoch 1: results.csv row 1 half written
                               "csv:2:int"],  # from epoch 1: Ctrl-C inside the results.csv write of row 2
                     "resumes"),
+    "options-yaml": ("train", ["save:5:torn",
+                               "yaml:2:torn"],  # from epoch 1: opt.yaml half rewritten (the next resume reads it)
+                     "resumes"),
     "strip": ("train", ["strip:1",  # at the start of the final strip
                         "strip:2:int"],  # from epoch 3: Ctrl-C between the strips (best.pt done, last.pt not)
               "resumes"),

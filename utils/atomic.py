@@ -41,6 +41,12 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
     return path
 
 
+def write_text(path: str | Path, text: str) -> Path:
+    """``write_atomic`` of a text file (utf-8)."""
+    data = text.encode()
+    return write_atomic(path, lambda f: f.write(data))
+
+
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)

@@ -101,8 +101,7 @@ class ResultsCSV:
         return len(rows) - len(kept)
 
     def _write(self, lines: list[str]) -> None:
-        text = "".join(lines).encode()
-        atomic.write_atomic(self.path, lambda f: f.write(text))
+        atomic.write_text(self.path, "".join(lines))
 
     def read(self) -> dict[str, np.ndarray]:
         return read_results(self.path)
