@@ -2,13 +2,15 @@
 
 A *fault* is ``"EVENT:N[:ACTION]"``: at the N-th EVENT of the process (counted from 1), do ACTION.
 
-events  save      the N-th ``torch.save`` (every checkpoint write: best, epoch{N}, last, and the final strips)
+events  save      the N-th ``torch.save`` (every checkpoint write: best, epoch{N}, last, and the final strips);
+                  kill / int come once the temp file holds the whole checkpoint, before its rename
         replace   just after the N-th rename of a finished .pt / .csv file into place (utils.atomic)
-        csv       the N-th results.csv write (the temp file gets half the table first)
+        csv       during the N-th results.csv write (the table is in memory, the temp file open)
         yaml      the N-th write of a run's yaml file (hyp.yaml, opt.yaml, kd.yaml, kd_balance.yaml)
         batch     the start of the N-th training batch (on_train_batch_start)
         optstep   the end of the N-th training batch, after its optimiser step (on_train_batch_end)
-        val       inside the N-th validation (its N-th NMS call; the final validation of best.pt counts too)
+        val       the N-th NMS call of validation: inside the N-th validation when each has one batch (the
+                  final validation of best.pt counts too)
         strip     the start of the N-th strip_optimizer
 actions kill      SIGKILL (the default): nothing runs after it, as in a power loss or the OOM killer
         int       SIGINT: Ctrl-C, Python's KeyboardInterrupt
@@ -20,8 +22,9 @@ Nothing here is part of the program: the patches are applied inside the child pr
 ``FaultServer`` runs jobs in children forked from one server process that has already imported torch, train.py and
 train_kd.py (an import costs seconds, a fork milliseconds). The server is a fresh interpreter started by the tests,
 so the children inherit no threads or locks of pytest. Protocol: one JSON job per line on its stdin,
-``{"script": "train" | "train_kd", "argv": [...], "fault": str | null, "log": path}`` (run as the command line),, one JSON reply per line,
-``{"exit": exit code, or -signal when killed}``; the child's output goes to ``log``.
+``{"script": "train" | "train_kd", "argv": [...], "fault": str | null, "log": path}``, run as the command line
+``python <script>.py <argv>`` would run; one JSON reply per line, ``{"exit": exit code, or -signal when killed}``;
+the child's output goes to ``log``.
 """
 from __future__ import annotations
 
@@ -118,6 +121,7 @@ def install(fault: str) -> None:
     torch.save, atomic.write_atomic, os.replace = save, write_atomic, replace
     nms.non_max_suppression = counted("val", real_nms)
     checkpointing.strip_optimizer = counted("strip", real_strip)
+
     def run_callbacks(self, hook, *args, **kwargs):
         if trigger.hit({"on_train_batch_start": "batch", "on_train_batch_end": "optstep"}.get(hook, "")):
             trigger.fire()
