@@ -139,6 +139,7 @@ def _child(job: dict) -> None:
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.alarm(300)  # a hung child dies (SIGALRM: exit -14) instead of hanging the tests
         if job.get("fault"):
             install(job["fault"])
         script = str(ROOT / f"{job['script']}.py")

@@ -15,6 +15,16 @@ from typing import BinaryIO, Callable
 TEMP_SUFFIX = ".tmp"
 
 
+def _file_mode() -> int:
+    """The mode ``open(path, 'w')`` would give a new file (mkstemp's own 0600 would hide runs from other users)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = _file_mode()
+
+
 class WriteError(OSError):
     """A file could not be written; the previous version of the file (if any) is unchanged."""
 
@@ -25,6 +35,7 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

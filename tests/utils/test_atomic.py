@@ -75,3 +75,11 @@ def test_rng_state_round_trip_through_a_weights_only_checkpoint(tmp_path):
     seed.set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True), generators)
     assert draws() == first
     assert draws() != first
+
+
+def test_written_files_get_the_mode_of_a_plain_open(tmp_path):
+    """mkstemp makes 0600 files; results.csv and checkpoints must stay readable as with open() (umask applied)."""
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    written = atomic.write_text(tmp_path / "results.csv", "x")
+    assert written.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777 == atomic.FILE_MODE
