@@ -1,16 +1,22 @@
-"""Export a YOLOv5 checkpoint (ours or upstream's) to ONNX and check it against PyTorch with onnxruntime.
+"""Export a YOLOv5 checkpoint (ours or upstream's) to ONNX and/or TorchScript, each checked against PyTorch.
 
 Usage:
     pip install -r requirements-export.txt
     python export.py --weights yolov5n.pt --include onnx --imgsz 640 [--dynamic] [--simplify]
-    python export.py --weights best.pt --source some.jpg     # parity check on that image
+    python export.py --weights best.pt --include torchscript onnx --source some.jpg     # parity on that image
 
-The graph maps input ``images`` (1, 3, H, W) float 0-1 RGB to output ``output0`` (1, N, 5 + nc) of decoded
-[cx, cy, w, h, obj, cls...] rows in input pixels, before NMS (N = 25200 at 640). Metadata: ``stride``, ``names``.
+ONNX goes through ``torch.onnx.export(..., dynamo=True)`` (torch.export + onnxscript), the exporter PyTorch
+recommends since the TorchScript-based one was deprecated in 2.9; it needs onnxscript and writes opset 18 by
+default (its lowest native opset). The graph maps input ``images`` (1, 3, H, W) float 0-1 RGB to output
+``output0`` (1, N, 5 + nc) of decoded [cx, cy, w, h, obj, cls...] rows in input pixels, before NMS (N = 25200 at
+640); metadata ``stride``, ``names``; onnxruntime runs the parity check. TorchScript (``.torchscript``) is
+traced, as upstream's, with ``config.txt`` = {shape, stride, names} as an extra file, and checked with
+``torch.jit.load``.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import warnings
 from pathlib import Path
@@ -25,7 +31,8 @@ from utils.device import select_device
 from utils.letterbox import letterbox
 
 LOGGER = logging.getLogger(__name__)
-FORMATS = ("onnx",)
+FORMATS = ("torchscript", "onnx")
+DEFAULT_OPSET = 18  # the dynamo exporter's lowest native opset (lower ones go through onnx's version converter)
 
 
 def _prepare(model: torch.nn.Module, dynamic: bool):
@@ -36,18 +43,23 @@ def _prepare(model: torch.nn.Module, dynamic: bool):
     return model
 
 
-def export_onnx(model, im: torch.Tensor, file: Path, opset: int = 12, dynamic: bool = False,
+def export_onnx(model, im: torch.Tensor, file: Path, opset: int = DEFAULT_OPSET, dynamic: bool = False,
                 simplify: bool = False) -> Path:
-    """Trace ``model`` on ``im`` into ``file`` (.onnx), check it, and attach stride/names metadata."""
+    """Export ``model`` on ``im`` into ``file`` (.onnx) with the dynamo exporter, check it, attach metadata."""
     import onnx
 
-    axes = {"images": {0: "batch", 2: "height", 3: "width"}, "output0": {0: "batch", 1: "anchors"}}
-    with warnings.catch_warnings():  # the tracer warns about shape-dependent Python branches (grid cache)
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        torch.onnx.export(model, im, str(file), opset_version=opset, do_constant_folding=True,
-                          input_names=["images"], output_names=["output0"],
-                          dynamic_axes=axes if dynamic else None, dynamo=False)
+    try:
+        import onnxscript  # noqa: F401 - the dynamo exporter needs it; say so before torch.onnx does, obscurely
+    except ImportError as e:
+        raise ImportError("ONNX export needs onnxscript: pip install -r requirements-export.txt") from e
+    shapes = ({0: "batch", 2: "height", 3: "width"},) if dynamic else None  # named axes, as upstream's
+    with warnings.catch_warnings():  # the dynamic grids are rebuilt per call, which torch.export reports
+        warnings.filterwarnings("ignore", message=".*were assigned during export.*", category=UserWarning)
+        torch.onnx.export(model, (im,), str(file), opset_version=opset, dynamo=True, input_names=["images"],
+                          output_names=["output0"], dynamic_shapes=shapes, verbose=False)
     model_onnx = onnx.load(str(file))
+    if dynamic:  # torch.export names the box axis by its formula in H and W: give it upstream's name
+        model_onnx.graph.output[0].type.tensor_type.shape.dim[1].dim_param = "anchors"
     onnx.checker.check_model(model_onnx)
     meta = {"stride": int(max(model.stride)), "names": model.names}
     for k, v in meta.items():
@@ -57,6 +69,31 @@ def export_onnx(model, im: torch.Tensor, file: Path, opset: int = 12, dynamic: b
         model_onnx = _simplify(model_onnx)
     onnx.save(model_onnx, str(file))
     return file
+
+
+def export_torchscript(model, im: torch.Tensor, file: Path) -> Path:
+    """Trace ``model`` on ``im`` into ``file`` (.torchscript) with config.txt {shape, stride, names}, as upstream."""
+    config = {"shape": list(im.shape), "stride": int(max(model.stride)), "names": model.names}
+    with warnings.catch_warnings():  # torch.jit is deprecated in favour of torch.export; the tracer warns about
+        warnings.simplefilter("ignore", FutureWarning)  # the grid cache's Python branch (constant once traced)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        traced = torch.jit.trace(model, im, strict=False)
+        traced.save(str(file), _extra_files={"config.txt": json.dumps(config)})
+    return file
+
+
+def check_torchscript(file: Path, model, image: np.ndarray) -> dict:
+    """Max |difference| between the loaded ``file`` and ``model`` on ``image`` (3, h, w), and its config.txt."""
+    extra = {"config.txt": ""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        loaded = torch.jit.load(str(file), map_location="cpu", _extra_files=extra)
+    x = torch.from_numpy(image[None])
+    with torch.no_grad():
+        y, ref = loaded(x)[0], model.cpu().float()(x)[0]
+    if y.shape != ref.shape:
+        raise RuntimeError(f"TorchScript output {tuple(y.shape)} != PyTorch {tuple(ref.shape)}")
+    return {"max_abs_diff": float((y - ref).abs().max()), "config": json.loads(extra["config.txt"])}
 
 
 def _simplify(model_onnx):
@@ -121,9 +158,11 @@ def check_onnx(file: Path, model, image: np.ndarray) -> dict:
     }
 
 
-def run(weights, imgsz=(640, 640), batch_size=1, device="cpu", include=("onnx",), opset=12, dynamic=False,
+def run(weights, imgsz=(640, 640), batch_size=1, device="cpu", include=("onnx",), opset=DEFAULT_OPSET, dynamic=False,
         simplify=False, source=None, output=None):
-    """Export ``weights``; returns {'onnx': path, 'shape': PyTorch output shape, **check_onnx(...) diffs}."""
+    """Export ``weights`` to each of ``include``; returns {'shape': PyTorch output shape, 'onnx': path,
+    **check_onnx diffs (ONNX), 'torchscript': path, 'torchscript_max_abs_diff': ...}. ``output`` names the file
+    (its suffix replaced per format); by default the files go next to the weights."""
     unknown = set(include) - set(FORMATS)
     if unknown:
         raise ValueError(f"unsupported --include {sorted(unknown)}; supported: {FORMATS}")
@@ -135,17 +174,29 @@ def run(weights, imgsz=(640, 640), batch_size=1, device="cpu", include=("onnx",)
     with torch.no_grad():
         for _ in range(2):  # dry runs build the grids
             shape = tuple(model(im)[0].shape)
-    file = Path(output) if output else Path(weights).with_suffix(".onnx")
-    file.parent.mkdir(parents=True, exist_ok=True)
-    LOGGER.info("ONNX: exporting with torch %s, opset %d, output %s", torch.__version__, opset, shape)
+    base = Path(output) if output else Path(weights)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    image, out = load_image(source, imgsz), {"shape": shape}
+    if "torchscript" in include:
+        out["torchscript"] = export_torchscript(model, im, base.with_suffix(".torchscript"))
+        out["torchscript_max_abs_diff"] = check_torchscript(out["torchscript"], model, image)["max_abs_diff"]
+        LOGGER.info("TorchScript: saved %s; parity vs PyTorch max abs diff %.2e", out["torchscript"],
+                    out["torchscript_max_abs_diff"])
+    if "onnx" in include:
+        out.update(_onnx(model, im, base.with_suffix(".onnx"), opset, dynamic, simplify, image, source))
+    return out
+
+
+def _onnx(model, im, file: Path, opset: int, dynamic: bool, simplify: bool, image: np.ndarray, source) -> dict:
+    LOGGER.info("ONNX: exporting with torch %s (dynamo exporter), opset %d", torch.__version__, opset)
     export_onnx(model, im, file, opset, dynamic, simplify)
-    diffs = check_onnx(file, model, load_image(source, imgsz))
+    diffs = check_onnx(file, model, image)
     LOGGER.info("ONNX: saved %s (%.1f MB)", file, file.stat().st_size / 1e6)
     LOGGER.info("ONNX parity on %s: onnxruntime vs PyTorch FP32 max abs diff %.2e (%.2e with boxes / input size, "
                 "scores %.2e); vs PyTorch FP64: onnxruntime %.2e, PyTorch FP32 %.2e", source or "a synthetic image",
                 diffs["max_abs_diff"], diffs["max_abs_diff_norm"], diffs["max_abs_diff_scores"],
                 diffs["onnx_vs_fp64"], diffs["torch_vs_fp64"])
-    return {"onnx": file, "shape": shape, **diffs}
+    return {"onnx": file, **diffs}
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -155,11 +206,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=1, help="batch size")
     p.add_argument("--device", default="cpu", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
     p.add_argument("--include", nargs="+", default=["onnx"], help=f"formats: {', '.join(FORMATS)}")
-    p.add_argument("--opset", type=int, default=12, help="ONNX opset version")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset version (dynamo exporter: 18+)")
     p.add_argument("--dynamic", action="store_true", help="dynamic batch and image axes")
     p.add_argument("--simplify", action="store_true", help="simplify the graph (needs onnxslim or onnxsim)")
     p.add_argument("--source", default=None, help="image for the onnxruntime parity check (default: synthetic)")
-    p.add_argument("--output", default=None, help="output file (default: next to the weights, .onnx)")
+    p.add_argument("--output", default=None, help="output file, suffix set per format (default: next to the weights)")
     return p
 
 

@@ -26,7 +26,7 @@ import yaml
 import val as validate
 from data.config import check_dataset
 from data.loader import create_dataloader
-from engine import checkpointing, loop
+from engine import checkpointing, evolve, loop
 from engine.evaluation import Evaluation
 from engine.loop import NonFiniteLossError  # noqa: F401 - part of train.py's API
 from engine.state import LoopOptions, Progress, Trainer
@@ -139,7 +139,7 @@ def build_loaders(opt: argparse.Namespace, hyp: dict, data: dict, nc: int, imgsz
         data["train"], imgsz, per_rank, stride, opt.single_cls, hyp=hyp, augment=True,
         cache=None if opt.cache == "val" else opt.cache, rect=opt.rect, rank=dist.get_local_rank(),
         workers=opt.workers, image_weights=opt.image_weights, prefix="train: ", shuffle=True, seed=opt.seed,
-        nc=nc, labels_dir=data.get("labels"))
+        nc=nc, labels_dir=data.get("labels"), quad=opt.quad)
     labels = np.concatenate([lb for lb in dataset.labels if len(lb)] or [np.zeros((0, 5))], 0)
     if len(labels) and int(labels[:, 0].max()) >= nc:
         raise ValueError(f"Label class {int(labels[:, 0].max())} exceeds nc={nc} in {opt.data}. "
@@ -255,7 +255,7 @@ def build_run(opt: argparse.Namespace, device: torch.device, step_factory: StepF
         epochs=parts.resumed.epochs, batch_size=inputs.batch_size, imgsz=inputs.imgsz, stride=inputs.stride,
         warmup_iters=warmup_iters, multi_scale=opt.multi_scale, image_weights=opt.image_weights,
         validate_every_epoch=not opt.noval, save_every_epoch=not opt.nosave, save_period=opt.save_period,
-        patience=opt.patience, plots=not opt.noplots)
+        patience=opt.patience, plots=not opt.noplots, loss_gain=4.0 if opt.quad else 1.0)
     progress = Progress(start_epoch=parts.resumed.start_epoch, best_fitness=parts.resumed.best_fitness,
                         accumulate=parts.accumulate, class_maps=np.zeros(inputs.nc),
                         term_names=list(parts.step.term_names))
@@ -323,7 +323,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--noval", action="store_true", help="only validate final epoch")
     p.add_argument("--noautoanchor", action="store_true", help="disable AutoAnchor")
     p.add_argument("--noplots", action="store_true", help="save no plot files")
-    p.add_argument("--evolve", type=int, nargs="?", const=300, help="evolve hyperparameters (not supported)")
+    p.add_argument("--evolve", type=int, nargs="?", const=300, help="evolve hyperparameters for x generations")
     p.add_argument("--bucket", type=str, default="", help="gsutil bucket (ignored)")
     p.add_argument("--cache", type=str, nargs="?", const="ram", help="image --cache ram/disk")
     p.add_argument("--image-weights", action="store_true", help="use weighted image selection for training")
@@ -336,7 +336,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--project", default=str(ROOT / "runs" / "train"), help="save to project/name")
     p.add_argument("--name", default="exp", help="save to project/name")
     p.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
-    p.add_argument("--quad", action="store_true", help="quad dataloader (not supported)")
+    p.add_argument("--quad", action="store_true", help="quad dataloader: 4 images tiled (or 1 upsampled) per 2x-size image")
     p.add_argument("--cos-lr", action="store_true", help="cosine LR scheduler")
     p.add_argument("--label-smoothing", type=float, default=0.0, help="Label smoothing epsilon")
     p.add_argument("--patience", type=int, default=100, help="EarlyStopping patience (epochs without improvement)")
@@ -376,10 +376,6 @@ def resume_options(opt: argparse.Namespace) -> argparse.Namespace:
 
 
 def check_options(opt: argparse.Namespace) -> None:
-    if opt.evolve:
-        raise NotImplementedError("--evolve is not supported by this trainer")
-    if opt.quad:
-        raise NotImplementedError("--quad is not supported by this trainer")
     if not (opt.cfg or opt.weights):
         raise ValueError("either --cfg or --weights must be specified")
     if dist.get_world_size() > 1:
@@ -398,11 +394,14 @@ def configure_logging() -> None:
     root.setLevel(logging.INFO if dist.is_main_process() else logging.WARNING)
 
 
-def main(opt: argparse.Namespace, step_factory=None, callbacks: Callbacks | None = None):
-    """Resolve resume/options, device and process group, then train. Returns the options, with ``save_dir``
-    and ``results`` (P, R, mAP50, mAP50-95, val box/obj/cls) filled in."""
+def main(opt: argparse.Namespace, step_factory=None, callbacks: Callbacks | None = None, genes=None):
+    """Resolve resume/options, device and process group, then train (or --evolve: engine/evolve.py, with the extra
+    ``genes`` of train_kd.py). Returns the options, with ``save_dir`` and ``results`` (P, R, mAP50, mAP50-95, val
+    box/obj/cls) filled in."""
     configure_logging()
-    if opt.resume and not opt.evolve:
+    if opt.evolve:
+        return evolve.run(opt, lambda gen: main(gen, step_factory, callbacks), load_hyp, genes)
+    if opt.resume:
         opt = resume_options(opt)
     else:
         opt.resume = False

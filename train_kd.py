@@ -22,8 +22,10 @@ import yaml
 
 import train
 from distill import teacher as kd_teacher
+from distill.ensemble import load_teachers
 from distill.config import DECAYS, DEFAULT_WEIGHTS, METHODS, KDConfig, option_fields
 from distill.step import DistillStep
+from engine import evolve
 from engine.step import StepContext
 from utils import amp, atomic, dist
 
@@ -35,9 +37,19 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                                      parents=[train.get_args_parser(add_help=False)])
     kd = parser.add_argument_group("distillation")
     kd.add_argument("--teacher", type=str, default="", help="teacher checkpoint (ours or upstream YOLOv5 .pt)")
+    kd.add_argument("--teacher-ensemble", nargs="+", default=None, metavar="PATH",
+                    help="more teachers with the same head, averaged with --teacher (the head outputs' "
+                         "probabilities): an ensemble for the output methods (ogd, cilf with its defaults)")
     kd.add_argument("--teacher-dtype", choices=("fp32", "bf16"), default=None,
                     help="teacher forward precision, independent of --amp (default: the training precision); "
                          "bf16 needs native support, else FP32; outputs and features reach the KD losses in FP32")
+    kd.add_argument("--teacher-img", type=int, default=None, metavar="PIXELS",
+                    help="the teacher's input size, a whole multiple of --img (default: --img): the teacher sees "
+                         "each batch resized to it (bilinear) and its features are average-pooled back to the "
+                         "student's grid, e.g. a teacher fine-tuned at 640 for a 320 student; feature methods only")
+    kd.add_argument("--kd-adapter-kernel", type=int, choices=(1, 3), default=KDConfig.adapter_kernel,
+                    help="kernel of the FGFI/CILF student->teacher adapters: 3 (the papers') or 1 (a 1x1 connector "
+                         "as CWD/PKD use, cheaper)")
     kd.add_argument("--kd", nargs="+", choices=METHODS, default=list(KDConfig.methods),
                     help="KD method(s); several add up (default: " + " ".join(KDConfig.methods) + ")")
     kd.add_argument("--kd-weight", nargs="+", type=kd_weight_arg, default=None, metavar="W|METHOD=W",
@@ -116,16 +128,61 @@ def parse_opt(argv=None) -> argparse.Namespace:
     return get_args_parser().parse_args(argv)
 
 
+def teacher_scale(opt: argparse.Namespace) -> int:
+    """--teacher-img / --img, a whole number (1 without --teacher-img; older opt.yaml: absent)."""
+    teacher_img = getattr(opt, "teacher_img", None)
+    if not teacher_img:
+        return 1
+    if teacher_img % opt.imgsz or teacher_img < opt.imgsz:
+        raise ValueError(f"--teacher-img {teacher_img} must be a whole multiple of --img {opt.imgsz} (e.g. "
+                         f"{2 * opt.imgsz}): the teacher's features are pooled back to the student's grid")
+    return teacher_img // opt.imgsz
+
+
 def build_config(opt: argparse.Namespace, anchor_t: float = 4.0) -> KDConfig:
     """The frozen KD options from the command line (the only place that reads the KD flags)."""
     weight, per_method = _common_and_per_method(opt.kd_weight, "--kd-weight")
     methods = tuple(dict.fromkeys(opt.kd))
     options = {flat: getattr(opt, flat, field.default) for method in METHODS for flat, field in option_fields(method)}
     return KDConfig(methods=methods, weight=weight, method_weights=tuple(per_method.items()), layers=opt.kd_layers,
+                    teacher_scale=teacher_scale(opt), adapter_kernel=getattr(opt, "kd_adapter_kernel", 3),
                     balance=balanced_methods(opt, methods, per_method),
                     anchor_t=anchor_t, start_iter=opt.kd_warmup_iters, stop_epoch=opt.kd_stop_epoch,
                     decay=getattr(opt, "kd_decay", KDConfig.decay),  # older opt.yaml: absent
                     decay_min=getattr(opt, "kd_decay_min", KDConfig.decay_min), **options)
+
+
+class KDGenes:
+    """--evolve genes of train_kd.py, after the hyperparameters: each method's outer weight (``kd_weight_<method>``,
+    limits 0 to 100x its default; not for a --kd-balance'd method, whose weight is calibrated) and every option
+    whose field declares ``evolve`` (scale, low, high) metadata (fgd_alpha, cwd_tau, ...), from their resolved values."""
+
+    def genes(self, opt: argparse.Namespace) -> list[evolve.Gene]:
+        config, out = build_config(opt), []
+        balanced = dict(config.balance)
+        for method in config.methods:
+            if method not in balanced:
+                out.append(evolve.Gene(f"kd_weight_{method}", config.method_weight(method), 1.0, 0.0,
+                                       100 * DEFAULT_WEIGHTS[method]))
+            for flat, field in option_fields(method):
+                if "evolve" in field.metadata:
+                    out.append(evolve.Gene(flat, float(getattr(config, flat)), *field.metadata["evolve"]))
+        return out
+
+    def apply(self, opt: argparse.Namespace, values: dict[str, float]) -> None:
+        weights = {k.removeprefix("kd_weight_"): v for k, v in values.items() if k.startswith("kd_weight_")}
+        kept = [w for w in opt.kd_weight or [] if parse_kd_weight(w)[0] not in weights]
+        opt.kd_weight = kept + [f"{m}={w!r}" for m, w in weights.items()]
+        for name, value in values.items():
+            if not name.startswith("kd_weight_") and hasattr(opt, name) and name.split("_")[0] in METHODS:
+                setattr(opt, name, value)
+
+    def flags(self, values: dict[str, float]) -> str:
+        """The train_kd.py flags that set these values."""
+        weights = [f"{k.removeprefix('kd_weight_')}={v:.5g}" for k, v in values.items() if k.startswith("kd_weight_")]
+        options = [f"--{k.replace('_', '-')} {v:.5g}" for k, v in values.items()
+                   if not k.startswith("kd_weight_") and k.split("_")[0] in METHODS]
+        return " ".join(([f"--kd-weight {' '.join(weights)}"] if weights else []) + options)
 
 
 def build_step(ctx: StepContext) -> DistillStep:
@@ -138,7 +195,8 @@ def build_step(ctx: StepContext) -> DistillStep:
         raise ValueError("train_kd.py needs --teacher PATH (our or an upstream YOLOv5 .pt)")
     config = build_config(opt, anchor_t=float(ctx.hyp.get("anchor_t", 4.0)))
     teacher_dtype = kd_teacher.resolve_dtype(ctx.device, getattr(opt, "teacher_dtype", None))  # old opt.yaml: absent
-    teacher = kd_teacher.load_teacher(opt.teacher, ctx.device, dtype=teacher_dtype)
+    paths = [opt.teacher, *(getattr(opt, "teacher_ensemble", None) or [])]  # older opt.yaml: absent
+    teacher = load_teachers(paths, ctx.device, dtype=teacher_dtype)
     plot_path = None if opt.noplots else Path(ctx.save_dir) / "kd_masks.jpg"
     step = DistillStep(ctx.model, teacher, ctx.compute_loss, config, ctx.imgsz, plot_path,
                        warmup_iters=ctx.warmup_iters, total_iters=ctx.epochs * ctx.batches_per_epoch,
@@ -149,7 +207,8 @@ def build_step(ctx: StepContext) -> DistillStep:
                   "teacher_dtype": amp.NAMES[teacher_dtype] if teacher_dtype is not None else "training",
                   "weights": {m: config.method_weight(m) for m in config.methods}, **config.to_dict()}
         atomic.write_text(Path(ctx.save_dir) / "kd.yaml", yaml.safe_dump(record, sort_keys=False))
-        LOGGER.info(f"distillation: {', '.join(config.methods)} from {teacher_path.name} (sha256 {sha256[:12]}), "
+        LOGGER.info(f"distillation: {', '.join(config.methods)} from {' + '.join(Path(p).name for p in paths)} "
+                    f"(sha256 {sha256[:12]}), "
                     f"{len(step.term_names)} KD terms, {sum(p.numel() for p in step.modules.parameters())} "
                     "trainable KD parameters")
     return step
@@ -157,7 +216,7 @@ def build_step(ctx: StepContext) -> DistillStep:
 
 def main(opt: argparse.Namespace, callbacks=None) -> argparse.Namespace:
     """Check the KD options early (a fresh run), then run train.py's main with the distillation step."""
-    if not opt.resume:
+    if not opt.resume or opt.evolve:
         config = build_config(opt)  # invalid combinations fail before any data or model is touched
         # opt.yaml records each method's weight, so a resume keeps it even if the library defaults change; a
         # balanced method keeps only the common weight it calibrates with (a METHOD=W would stop its balancing)
@@ -168,7 +227,7 @@ def main(opt: argparse.Namespace, callbacks=None) -> argparse.Namespace:
         opt.kd_balance = [f"{m}={r!r}" for m, r in config.balance] or None
         if not opt.teacher or not Path(opt.teacher).is_file():
             raise FileNotFoundError(f"--teacher {opt.teacher!r} not found")
-    return train.main(opt, step_factory=build_step, callbacks=callbacks)
+    return train.main(opt, step_factory=build_step, callbacks=callbacks, genes=KDGenes())
 
 
 def run(**kwargs) -> argparse.Namespace:

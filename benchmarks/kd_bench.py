@@ -118,14 +118,17 @@ def write_hyp(hyp_dir: Path, overrides: dict[str, float], generator: str = "benc
 def train_command(args, arm: str, seed: int, run_dir: Path, hyp: Path, data: str, teacher: Path | None) -> list[str]:
     bench: Bench = args.bench
     script = "train.py" if arm in NO_TEACHER or arm == "teacher" else "train_kd.py"
+    weights = bench.teacher_weights if arm == "teacher" else bench.student_weights
     cmd = [sys.executable, script, "--data", data, "--cfg", args.teacher_cfg if arm == "teacher" else bench.student_cfg,
-           "--weights", "", "--hyp", rel(hyp), "--img", str(args.imgsz), "--batch-size", str(args.batch),
+           "--weights", rel(weights) if weights else "", "--hyp", rel(hyp), "--img", str(args.imgsz), "--batch-size", str(args.batch),
            "--epochs", str(args.epochs), "--workers", str(args.workers), "--device", args.device, "--seed", str(seed),
            "--project", rel(run_dir.parent), "--name", run_dir.name, "--exist-ok"]
     if args.noautoanchor:
         cmd.append("--noautoanchor")
     if args.noplots:
         cmd.append("--noplots")
+    if bench.cache:
+        cmd += ["--cache", bench.cache]
     if arm in bench.kd_arms:
         cmd += ["--teacher", rel(teacher), *shlex.split(getattr(args, f"{arm}_args"))]
     extra = shlex.split(args.extra_args)
@@ -144,9 +147,10 @@ def run_label(arm: str, variant: str | None, teacher_tag: str = "", bench: Bench
     return f"{arm}@{variant}" if variant else arm
 
 
-def teacher_tag(variant: str | None, seed: int) -> str:
-    """Suffix of the KD runs taught by a teacher trained here: '-Ttuned-e100', '-Ttuned-e100-s1' for seed 1."""
-    return f"-T{variant or 'yolov5s'}" + (f"-s{seed}" if seed else "")
+def teacher_tag(variant: str | None, seed: int, own_seed: int = 0) -> str:
+    """Suffix of the KD runs taught by a teacher trained here: '-Ttuned-e100', '-Ttuned-e100-s1' for seed 1 (none
+    for the preset's own teacher seed)."""
+    return f"-T{variant or 'yolov5s'}" + (f"-s{seed}" if seed != own_seed else "")
 
 
 def teacher_variant(args) -> str | None:
@@ -180,18 +184,35 @@ def display(cmd: list[str], env_prefix: str) -> str:
     return env_prefix + shlex.join(["python", *cmd[1:]])
 
 
+class PerClassAP50:
+    """val.run's ``on_val_end`` callback (upstream's arguments): keeps AP50 per class index."""
+
+    def __init__(self):
+        self.ap50: dict[int, float] = {}
+
+    def run(self, event, nt, tp, fp, p, r, f1, ap, ap50, ap_class, cm):
+        if event == "on_val_end" and ap_class is not None:
+            self.ap50 = {int(c): float(a) for c, a in zip(ap_class, ap50)}
+
+
 def evaluate(weights: Path, data: str, imgsz: int, split: str, save_dir: Path, device: str = "cpu") -> dict:
-    """val.py (its run()) on ``weights``: P, R, mAP50, mAP50-95 and seconds."""
+    """val.py (its run()) on ``weights``: P, R, mAP50, mAP50-95, per class AP50 and mAP50-95, class names, seconds."""
     import val
+    from data.config import check_dataset
 
     if not Path(data).is_absolute() and (ROOT / data).exists():
         data = str(ROOT / data)
+    per_class = PerClassAP50()
     with EVAL_LOCK:
         t0 = time.time()
         (mp, mr, map50, map_, *_), maps, _ = val.run(data=data, weights=str(weights), batch_size=32, imgsz=imgsz,
                                                      task=split, device=device, workers=0, project=save_dir.parent,
-                                                     name=save_dir.name, exist_ok=True, plots=False)
+                                                     name=save_dir.name, exist_ok=True, plots=False,
+                                                     callbacks=per_class)
+        names = check_dataset(data)["names"]
+    names = [names[i] for i in sorted(names)] if isinstance(names, dict) else list(names)
     return {"precision": mp, "recall": mr, "mAP50": map50, "mAP50-95": map_, "per_class_mAP50-95": list(map(float, maps)),
+            "per_class_AP50": [per_class.ap50.get(i) for i in range(len(maps))], "class_names": names,
             "val_seconds": time.time() - t0}
 
 
@@ -248,7 +269,8 @@ def _train_and_summarise(args, arm, seed, label, run_dir, out, hyp, overrides, d
         "teacher": rel(teacher) if kd else None, "teacher_sha256": file_sha256(teacher) if kd else None,
         "command": display(cmd, env_prefix),
         "val_command": val_command(best, data, args.imgsz, args.split, env_prefix, args.device),
-        **{k: metrics[k] for k in ("precision", "recall", "mAP50", "mAP50-95", "per_class_mAP50-95")},
+        **{k: metrics[k] for k in ("precision", "recall", "mAP50", "mAP50-95", "per_class_mAP50-95", "per_class_AP50",
+                                   "class_names")},
         **epoch_timing(run_dir), "val_seconds": metrics["val_seconds"],
         "per_epoch_mAP50-95": [float(r["metrics/mAP_0.5:0.95"]) for r in rows],
         "per_epoch_mAP50": [float(r["metrics/mAP_0.5"]) for r in rows],
@@ -286,7 +308,8 @@ def get_args_parser(bench: Bench = BENCHES["bccd"]) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--bench", choices=tuple(BENCHES), default=next(k for k, b in BENCHES.items() if b is bench),
                    help="the dataset's protocol (benchmarks/kd_presets.py): every default below comes from it")
-    p.add_argument("--arms", nargs="+", choices=bench.arms, default=list(bench.arms))
+    p.add_argument("--arms", nargs="+", choices=(*bench.arms, "teacher"), default=list(bench.arms),
+                   help="arms to run; 'teacher': train the teacher (--train-teacher) even without a KD arm")
     p.add_argument("--seeds", nargs="+", type=int, default=list(bench.seeds))
     p.add_argument("--epochs", type=int, default=bench.epochs)
     p.add_argument("--imgsz", "--img", type=int, default=bench.imgsz)
@@ -312,8 +335,9 @@ def get_args_parser(bench: Bench = BENCHES["bccd"]) -> argparse.ArgumentParser:
     p.add_argument("--teacher-recipe", default="baseline", choices=NO_TEACHER,
                    help="no-teacher recipe of --train-teacher (the shared teacher's is baseline)")
     p.add_argument("--teacher-epochs", type=int, default=None, help="epochs of --train-teacher (default --epochs)")
-    p.add_argument("--teacher-seed", type=int, default=0, help="seed of --train-teacher (KD runs from a seed other "
-                                                               "than 0 are named ...-T<teacher>-s<seed>)")
+    p.add_argument("--teacher-seed", type=int, default=bench.teacher_seed,
+                   help=f"seed of --train-teacher (KD runs from a seed other than {bench.teacher_seed} are named "
+                        "...-T<teacher>-s<seed>)")
     p.add_argument("--teacher-cfg", default=bench.teacher_cfg, help="model yaml of --train-teacher")
     p.add_argument("--tuned", default=bench.tuned,
                    help="the tuned no-teacher recipe: hyp overrides of scratch-low, or 'control' (its runs are the "
@@ -397,16 +421,16 @@ def prepare_teacher(args, data: str, hyp_dir: Path, env: dict, env_prefix: str) 
         raise SystemExit(f"the weights of the teacher {summary['label']} seed {args.teacher_seed} are gone "
                          f"({rel(teacher)}), though its summary and the KD runs it taught are kept; put them back, "
                          f"or train another teacher with --teacher-seed N (its KD runs get their own names)")
-    own_protocol = args.bench.teacher is None and t_variant is None and args.teacher_seed == 0
+    own_protocol = args.bench.teacher is None and t_variant is None and args.teacher_seed == args.bench.teacher_seed
     # a preset without a shared teacher trains its protocol's teacher here: its KD runs are the arms' own runs
-    args.teacher_tag = "" if own_protocol else teacher_tag(t_variant, args.teacher_seed)
+    args.teacher_tag = "" if own_protocol else teacher_tag(t_variant, args.teacher_seed, args.bench.teacher_seed)
     return teacher
 
 
 def arm_jobs(args, hyp_dir: Path) -> list[tuple[str, int, Path, dict]]:
     """(arm, seed, hyp, overrides) of every run asked for, arm by arm, seed by seed."""
     jobs = []
-    for arm in args.arms:
+    for arm in (a for a in args.arms if a != "teacher"):
         recipe = args.bench.kd_base.get(arm, args.kd_base) if arm in args.bench.kd_arms else arm
         overrides = recipe_overrides(recipe, args.tuned)
         if arm == "tuned" and overrides == GAINS_X2 and not args.variant:
@@ -433,7 +457,8 @@ def run_all(args, data: str, hyp_dir: Path, env: dict, env_prefix: str) -> list[
     kd_jobs = [j for j in jobs if j[0] in bench.kd_arms]
     args.teacher_tag = ""
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        t_future = pool.submit(prepare_teacher, args, data, hyp_dir, env, env_prefix) if kd_jobs else None
+        need_teacher = kd_jobs or "teacher" in args.arms
+        t_future = pool.submit(prepare_teacher, args, data, hyp_dir, env, env_prefix) if need_teacher else None
         futures = [pool.submit(run_one, args, j, data, None, env, env_prefix) for j in jobs if j not in kd_jobs]
         if t_future is not None:
             teacher = t_future.result()

@@ -39,6 +39,10 @@ class Bench:
     kd_base: dict = field(default_factory=dict)
     student_cfg: str = "yolov5n.yaml"
     teacher_cfg: str = "yolov5s.yaml"
+    student_weights: str = ""  # --weights of the students ('' = from scratch; a COCO .pt = the fine-tune regime)
+    teacher_weights: str = ""  # --weights of a teacher trained here (--train-teacher)
+    teacher_seed: int = 0  # --seed of a teacher trained here: its KD runs carry no '-s<seed>' tag at this one
+    cache: str = ""  # --cache of every run ('ram': decode each image once; the arms stay comparable)
     workers: int = 2
     device: str = "cpu"
     amp: bool = False
@@ -109,4 +113,29 @@ NWPU = Bench(
                "did.",
 )
 
-BENCHES = {"bccd": BCCD, "nwpu": NWPU}
+YOLOV5N_COCO = SHARED / "weights" / "yolov5n.pt"
+BALANCE_R = 0.25  # --kd-balance R of every KD arm below: the 0.2-0.3x of the detection loss that the defaults give
+
+BCCD_FT = Bench(
+    name="kd_bccd_ft", title="# KD benchmark on BCCD, fine-tune regime (issue 22)",
+    generator="benchmarks/kd_bench.py --bench bccd-ft",
+    data="data/BCCD.yaml", teacher=None, epochs=60, imgsz=320, batch=16, seeds=(0, 1, 2, 3, 4),
+    # every KD arm at its method's defaults with the weight fixed by --kd-balance at the end of warmup
+    kd_args={m: f"--kd {m} --kd-balance {BALANCE_R}" for m in ("cwd", "pkd", "ogd", "fgd")},
+    tuned="lr0=0.02", tuned_variant="lr0.02",
+    kd_variant={m: f"bal{BALANCE_R}" for m in ("cwd", "pkd", "ogd", "fgd")},
+    kd_base={m: "baseline" for m in ("cwd", "pkd", "ogd", "fgd")},
+    student_cfg="yolov5n.yaml", teacher_cfg="yolov5n.yaml",
+    student_weights=str(YOLOV5N_COCO), teacher_weights=str(YOLOV5N_COCO), teacher_seed=100, cache="ram",
+    device="", amp=True,  # CUDA where there is one (fp16 autocast + GradScaler), else bf16 on the CPU
+    quick={"epochs": 1, "imgsz": 64, "batch": 8, "train_images": 8, "val_images": 8, "workers": 0,
+           "teacher_cfg": "yolov5n.yaml"},
+    arms_intro="The fine-tune regime: every student (and the teacher) starts from the COCO `yolov5n.pt`, {imgsz} px, "
+               "batch {batch}, {epochs} epochs, hyp.scratch-low, autocast {amp}. The teacher is a yolov5n fine-tuned "
+               "the same way with seed 100 (self-distillation). The KD arms run on the baseline recipe, each "
+               "method at its defaults with `--kd-balance " + f"{BALANCE_R}" + "` (its weight fixed at the end of "
+               "warmup so that its term is that fraction of the detection loss). `tuned@{tuned_variant}` is a "
+               "tuning candidate of the no-teacher student (seed 0).",
+)
+
+BENCHES = {"bccd": BCCD, "nwpu": NWPU, "bccd-ft": BCCD_FT}

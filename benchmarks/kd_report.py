@@ -126,6 +126,60 @@ def arm_stats(by_arm: dict, teachers: dict, teacher: dict | None) -> tuple[dict,
     return stats, best_nt
 
 
+def paired(runs: list[dict], reference: list[dict], key: str = "mAP50-95") -> dict:
+    """Per-seed differences ``runs - reference`` on the seeds both have: mean, sample std and the two-sided 95%
+    t-interval of the mean (nan with fewer than two seeds)."""
+    from scipy import stats as scipy_stats
+
+    ref = {r["seed"]: r[key] for r in reference}
+    diffs = [(r["seed"], r[key] - ref[r["seed"]]) for r in runs if r["seed"] in ref]
+    mean, std = mean_std([d for _, d in diffs])
+    n = len(diffs)
+    half = float(scipy_stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n) if n > 1 else float("nan")
+    return {"n": n, "diffs": diffs, "mean": mean, "std": std, "low": mean - half, "high": mean + half}
+
+
+def paired_table(by_arm: dict, labels: list[str], reference: str | None, title: str) -> list[str]:
+    """Markdown: each label's per-seed mAP50-95 difference to ``reference`` (points), mean ± std, 95% interval."""
+    if reference is None:
+        return []
+    lines = ["", f"## Paired differences vs {title} `{reference}` (mAP50-95 points, same seeds)", "",
+             "Per seed: arm - reference on that seed. Interval: mean ± t(0.975, n-1) x std / sqrt(n). A gain is "
+             "shown only where the whole interval is above zero.", "",
+             "| arm | paired seeds | per-seed Δ | mean Δ ± std | 95% interval | verdict |", "|---|---|---|---|---|---|"]
+    for label in labels:
+        if label == reference or by_arm[label][0]["arm"] == "teacher":  # a teacher is no arm of paired seeds
+            continue
+        p = paired(by_arm[label], by_arm[reference])
+        if not p["n"]:
+            continue
+        per_seed = ", ".join(f"s{seed} {d * 100:+.1f}" for seed, d in p["diffs"])
+        interval = "–" if math.isnan(p["low"]) else f"[{p['low'] * 100:+.1f}, {p['high'] * 100:+.1f}]"
+        verdict = ("too few seeds" if p["n"] < 2 else "gain" if p["low"] > 0 else "loss" if p["high"] < 0
+                   else "no significant difference")
+        lines.append(f"| {label} | {p['n']} | {per_seed} | {signed(p['mean'])} ± {p['std'] * 100:.1f} | {interval} "
+                     f"| {verdict} |")
+    return lines
+
+
+def per_class_table(by_arm: dict, labels: list[str]) -> list[str]:
+    """Markdown: AP50 per class (mean over the runs that recorded it; '–' for a class without labels)."""
+    labels = [lb for lb in labels if any(r.get("per_class_AP50") for r in by_arm[lb])]
+    if not labels:
+        return []
+    names = next(r["class_names"] for lb in labels for r in by_arm[lb] if r.get("class_names"))
+    lines = ["", "## AP50 per class (val, mean over seeds)", "", "| arm | seeds | " + " | ".join(names) + " |",
+             "|---|---|" + "---|" * len(names)]
+    for label in labels:
+        runs = [r for r in by_arm[label] if r.get("per_class_AP50")]
+        cells = []
+        for i in range(len(names)):
+            values = [r["per_class_AP50"][i] for r in runs if r["per_class_AP50"][i] is not None]
+            cells.append(f"{sum(values) / len(values):.3f}" if values else "–")
+        lines.append(f"| {label} | {len(runs)} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def write_csv(csv_path: Path, stats: dict, teachers: dict, teacher: dict | None) -> None:
     columns = ["arm", "n", "seeds", "mAP50", "mAP50_std", "mAP50-95", "mAP50-95_std", "gain_best_nt",
                "gain_baseline", "gain50_best_nt", "gain50_baseline", "gap_closed_best_nt", "gap_closed_baseline",
@@ -177,6 +231,10 @@ def build_report(results: Path, notes: str = "", runs_dir: Path | None = None, b
                   "same protocol); `<arm>@<setting>-T<recipe>-e<epochs>`: the KD arm's default, taught by it. Gap "
                   "closed is to that teacher.", ""]
         lines += arm_table(own, stats)
+    lines += paired_table(by_arm, [*main, *own], best_nt, "the best no-teacher arm")
+    if best_nt != "baseline" and "baseline" in by_arm:
+        lines += paired_table(by_arm, [*main, *own], "baseline", "the baseline")
+    lines += per_class_table(by_arm, [*main, *own])
     lines += ["", "## Tuning sweep (what else was tried, same recipe and budget)", "",
               "`<arm>@<name>`: the arm with other options (its command is listed below). `@bf16` and `-tbf16` rows "
               "are the bf16 study of docs/bf16.md.", ""]

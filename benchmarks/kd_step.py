@@ -24,7 +24,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CASES = ("teacher", "student", "fgfi", "cilf", "fgd", "fgfi+cilf+fgd")
+CASES = ("teacher", "student", "fgfi", "cilf", "fgd", "cwd", "pkd", "ogd", "fgfi+cilf+fgd")
 
 
 def _models(args, device):
@@ -37,6 +37,7 @@ def _models(args, device):
     else:
         teacher = Teacher(Model(args.teacher_cfg, nc=args.nc).to(device))
     student = Model(args.student_cfg, nc=teacher.nc).to(device).train()
+    student.names = dict(teacher.module.names)  # the same classes, as in a real run (OGD checks them)
     return student, teacher
 
 
@@ -67,7 +68,8 @@ def run_case(args) -> dict:
     if args.case in ("teacher", "student"):
         step = None
     else:
-        step = DistillStep(student, teacher, compute_loss, KDConfig(methods=tuple(args.case.split("+"))), args.imgsz)
+        config = KDConfig(methods=tuple(args.case.split("+")), adapter_kernel=args.adapter_kernel)
+        step = DistillStep(student, teacher, compute_loss, config, args.imgsz)
         params += list(step.modules.parameters())
     optimizer = torch.optim.SGD(params, lr=1e-4, momentum=0.9)
 
@@ -115,6 +117,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu", help="cpu or a CUDA index")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
+    parser.add_argument("--adapter-kernel", type=int, choices=(1, 3), default=3, help="FGFI/CILF adapter kernel")
     parser.add_argument("--case", default=None, help=argparse.SUPPRESS)  # internal: run one case, print JSON
     return parser
 

@@ -65,12 +65,13 @@ def seed_worker(worker_id: int) -> None:
 
 def create_dataloader(path, imgsz, batch_size, stride, single_cls=False, hyp=None, augment=False, cache=False,
                       pad=0.0, rect=False, rank=-1, workers=8, image_weights=False, prefix="", shuffle=False,
-                      seed=0, nc=None, labels_dir=None):
+                      seed=0, nc=None, labels_dir=None, quad=False):
     """Build the dataset and its loader -> (loader, dataset).
 
     Batches are (imgs (B,3,H,W) uint8 RGB, targets (N,6) [img_idx, cls, x, y, w, h] normalised, paths,
     shapes). ``cache`` is False, 'ram' or 'disk'. ``rank`` != -1 uses a DistributedSampler. The same
-    ``seed`` gives the same batches and augmentations (for a fixed worker count).
+    ``seed`` gives the same batches and augmentations (for a fixed worker count). ``quad`` (--quad) collates
+    with ``quad_collate``: batches of B/4 images at twice the size.
     """
     if rect and shuffle:
         info(f"{prefix}WARNING: --rect is incompatible with DataLoader shuffle, setting shuffle=False")
@@ -88,9 +89,46 @@ def create_dataloader(path, imgsz, batch_size, stride, single_cls=False, hyp=Non
     generator.manual_seed(6148914691236517205 + seed + max(rank, 0))
     loader = loader_cls(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, num_workers=nw,
                         sampler=sampler, pin_memory=PIN_MEMORY and torch.cuda.is_available(),
-                        collate_fn=LoadImagesAndLabels.collate_fn, worker_init_fn=seed_worker,
+                        collate_fn=quad_collate if quad else LoadImagesAndLabels.collate_fn, worker_init_fn=seed_worker,
                         generator=generator, persistent_workers=False)
     return loader, dataset
+
+
+# column offsets of the four quarters in normalised [img_idx, cls, x, y, w, h] rows: the images go
+# top-left, bottom-left, top-right, bottom-right; every coordinate halves
+_QUARTER_SHIFT = torch.tensor([[0, 0, 0, 0, 0, 0], [0, 0, 0, 1, 0, 0], [0, 0, 1, 0, 0, 0], [0, 0, 1, 1, 0, 0]])
+_QUARTER_SCALE = torch.tensor([1, 1, 0.5, 0.5, 0.5, 0.5])
+
+
+def quad_collate(batch):
+    """--quad (upstream's collate_fn4): each group of 4 images becomes one image of twice the side.
+
+    With probability 0.5 the group's first image is upsampled x2 (bilinear) with its labels, otherwise the four
+    are tiled 2x2 and their labels shifted and halved. Returns ``(imgs (ceil(B/4),3,2H,2W) uint8, targets (N,6),
+    paths, shapes)`` with each group's first path and shape. A last group of fewer than 4 images (where
+    upstream would drop them, and a batch of under 4 would be empty) has each image upsampled on its own.
+    The loop multiplies the loss by 4 (the batch has a quarter of the images).
+    """
+    imgs, targets, paths, shapes = LoadImagesAndLabels.collate_fn(batch)
+    n_full = len(imgs) // 4
+    out_imgs, out_targets, out_paths, out_shapes = [], [], [], []
+    groups = [list(range(4 * g, 4 * g + 4)) for g in range(n_full)] + [[i] for i in range(4 * n_full, len(imgs))]
+    for j, members in enumerate(groups):
+        rows = [targets[targets[:, 0] == i] for i in members]
+        if len(members) == 4 and torch.rand(()) >= 0.5:
+            a, b, c, d = (imgs[i] for i in members)
+            image = torch.cat((torch.cat((a, b), 1), torch.cat((c, d), 1)), 2)  # (3, 2H, 2W)
+            label = torch.cat([r + _QUARTER_SHIFT[k] for k, r in enumerate(rows)], 0) * _QUARTER_SCALE
+        else:
+            image = F.interpolate(imgs[members[0]][None].float(), scale_factor=2.0, mode="bilinear",
+                                  align_corners=False)[0].round().clamp(0, 255).to(imgs.dtype)
+            label = rows[0].clone()
+        label[:, 0] = j
+        out_imgs.append(image)
+        out_targets.append(label)
+        out_paths.append(paths[members[0]])
+        out_shapes.append(shapes[members[0]])
+    return torch.stack(out_imgs, 0), torch.cat(out_targets, 0), tuple(out_paths), tuple(out_shapes)
 
 
 def random_imgsz(imgsz: int, stride: int, rng: np.random.Generator) -> int:

@@ -1,6 +1,7 @@
 """Student -> teacher channel adapters and the dummy forward that sizes them.
 
-FGFI/CILF adapter: one 3x3 conv (stride 1, padding 1, bias) per level, no activation: YOLOv5 features are
+FGFI/CILF adapter: one 3x3 conv (stride 1, padding 1, bias) per level, or 1x1 with ``--kd-adapter-kernel 1``
+(the connector CWD, PKD and Ultralytics use; a fraction of the cost), no activation: YOLOv5 features are
 SiLU outputs and can be negative, so a trailing ReLU (as in the official FGFI VGG code) would make negative
 teacher values unreachable. (FGD's 1x1 ``align`` lives inside distill.losses.FGDLoss.)
 """
@@ -12,11 +13,14 @@ from torch import nn
 from distill.recorder import FeatureRecorder, unwrap
 
 
-def build_adapters(student_channels: list[int], teacher_channels: list[int]) -> nn.ModuleList:
-    """One Conv2d(C_s, C_t, 3, 1, 1) per level; always built (even when C_s == C_t, FGFI learns it)."""
+def build_adapters(student_channels: list[int], teacher_channels: list[int], kernel: int = 3) -> nn.ModuleList:
+    """One Conv2d(C_s, C_t, kernel, 1, kernel // 2) per level; always built (even when C_s == C_t, FGFI learns it)."""
     if len(student_channels) != len(teacher_channels):
         raise ValueError(f"student has {len(student_channels)} distilled levels, teacher {len(teacher_channels)}")
-    return nn.ModuleList(nn.Conv2d(c_s, c_t, 3, 1, 1) for c_s, c_t in zip(student_channels, teacher_channels))
+    if kernel not in (1, 3):
+        raise ValueError(f"adapter kernel must be 1 or 3, got {kernel}")
+    return nn.ModuleList(nn.Conv2d(c_s, c_t, kernel, 1, kernel // 2)
+                         for c_s, c_t in zip(student_channels, teacher_channels))
 
 
 def adapt(adapters: nn.ModuleList, student_feats: list[torch.Tensor]) -> list[torch.Tensor]:

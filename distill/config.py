@@ -50,6 +50,12 @@ class _KDConfigBase:
         object.__setattr__(self, "balance", balance)
         if self.layers is not None:
             object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
+        if int(self.teacher_scale) != self.teacher_scale or self.teacher_scale < 1:
+            raise ValueError(f"teacher_scale must be a whole number >= 1 (--teacher-img = N x --img), "
+                             f"got {self.teacher_scale}")
+        object.__setattr__(self, "teacher_scale", int(self.teacher_scale))
+        if self.adapter_kernel not in (1, 3):
+            raise ValueError(f"adapter_kernel (--kd-adapter-kernel) must be 1 or 3, got {self.adapter_kernel}")
         if self.decay not in DECAYS or not 0.0 <= float(self.decay_min) <= 1.0:
             raise ValueError(f"KD decay must be one of {DECAYS} with a floor in [0, 1], "
                              f"got {self.decay!r} {self.decay_min!r}")
@@ -117,7 +123,9 @@ def _fields() -> list[tuple]:
               ("weight", float | None, dataclasses.field(default=None)),
               ("method_weights", tuple, dataclasses.field(default=())),
               ("balance", tuple, dataclasses.field(default=())),
-              ("layers", tuple | None, dataclasses.field(default=None))]
+              ("layers", tuple | None, dataclasses.field(default=None)),
+              ("teacher_scale", int, dataclasses.field(default=1)),
+              ("adapter_kernel", int, dataclasses.field(default=3))]
     options = [(flat, f.type, dataclasses.field(default=f.default))
                for method in METHODS for flat, f in option_fields(method)]
     schedule = [("anchor_t", float, dataclasses.field(default=4.0)),
@@ -136,6 +144,9 @@ methods: any of the registry's (they add up; default fgd). weight: outer lambda 
 the per-method defaults. method_weights: per-method outer lambdas ``(("fgfi", 0.0025), ("fgd", 0.05))`` that
 take precedence over ``weight``. balance: ``(("fgd", 0.5),)``, the methods whose weight DistillStep fixes to
 R * detection / unweighted term at the end of the loop's warmup (--kd-balance). layers: student/teacher layer indices to distil, or None for the inputs of Detect.
+teacher_scale: the teacher sees the batch resized (bilinear) to this many times the student's size, and its
+features are average-pooled by it back to the student's grid (--teacher-img; feature methods only).
+adapter_kernel: 3 (the FGFI/CILF adapters of the papers) or 1 (--kd-adapter-kernel 1, a 1x1 connector).
 ``<method>_<option>``: each method's options (distill/methods). anchor_t: YOLOv5's anchor ratio threshold (the
 FGFI ``matched`` assignment). start_iter: KD off for global iterations < N (flag --kd-warmup-iters; called
 ``warmup_iters`` before, a name that clashed with the loop's LR warmup: from_dict still reads it).

@@ -2,7 +2,8 @@
 
 One call = one student forward with the feature recorder active, one teacher forward under
 ``torch.no_grad()`` (not inference mode: its tensors enter losses saved for backward) on the same batch under
-the caller's autocast, the detection terms of ``ComputeLoss.components``, and the KD terms, all per image,
+the caller's autocast (``--teacher-img``: the batch resized bilinearly to ``teacher_scale`` x its size, the
+teacher's features average-pooled back to the student's grid; no output method then), the detection terms of ``ComputeLoss.components``, and the KD terms, all per image,
 summed and multiplied by the batch size once: ``total = (lbox + lobj + lcls + lkd) * bs``.
 
 The KD terms come from the chosen ``distill.methods`` (each its own ``term_names``), run in registry order
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as torch_dist
+import torch.nn.functional as F
 from torch import nn
 
 from distill import adapters, masks
@@ -80,10 +82,16 @@ class DistillStep:
         self.teacher_path, self.teacher_sha256 = teacher.path, teacher.sha256
         self.student_recorder = FeatureRecorder(student, layers=config.layers)
         self.teacher_recorder = FeatureRecorder(teacher.module, layers=config.layers, detach=True)
-        student_shapes = adapters.probe_features(student, self.student_recorder, imgsz)
-        teacher_shapes = adapters.probe_features(teacher, self.teacher_recorder, imgsz)
-        check_compatible(student_shapes, teacher_shapes, imgsz)
         classes = [cls for name, cls in METHODS.items() if name in config.methods]  # registry order = term order
+        self.scale = config.teacher_scale
+        if self.scale != 1 and any(cls.uses_outputs for cls in classes):
+            raise ValueError(f"--teacher-img at {self.scale}x --img pools the teacher's features to the student's "
+                             f"grid; {[cls.name for cls in classes if cls.uses_outputs]} compare head outputs cell by "
+                             "cell, which do not pool (use fgfi, fgd, cwd or pkd)")
+        student_shapes = adapters.probe_features(student, self.student_recorder, imgsz)
+        teacher_shapes = [(c, h // self.scale, w // self.scale) for c, h, w in
+                          adapters.probe_features(teacher, self.teacher_recorder, imgsz * self.scale)]
+        check_compatible(student_shapes, teacher_shapes, imgsz)
         try:
             self.anchors = masks.level_anchors(teacher.detect, [imgsz / shape[1] for shape in teacher_shapes])
         except ValueError:
@@ -100,8 +108,13 @@ class DistillStep:
                       getattr(teacher.module, "names", None))
         self.modules = nn.ModuleDict()
         if any(cls.uses_adapters for cls in classes):  # built first: the torch RNG order of the checkpoints
-            self.modules["adapters"] = adapters.build_adapters(setup.student_channels, setup.teacher_channels)
+            self.modules["adapters"] = adapters.build_adapters(setup.student_channels, setup.teacher_channels,
+                                                               config.adapter_kernel)
         self.methods = [cls(config, setup) for cls in classes]
+        feature_methods = [m.name for m in self.methods if m.uses_teacher_features]
+        if getattr(teacher, "members", None) is not None and feature_methods:
+            raise ValueError(f"a teacher ensemble (--teacher-ensemble) averages head outputs and has no features: "
+                             f"{feature_methods} read teacher features (use ogd, or cilf with its defaults)")
         for method in self.methods:
             if method.modules is not None:
                 self.modules[method.name] = method.modules
@@ -137,13 +150,14 @@ class DistillStep:
     def _kd(self, imgs: torch.Tensor, preds: list[torch.Tensor], targets: torch.Tensor,
             detection: dict[str, torch.Tensor], iteration: int) -> dict[str, torch.Tensor]:
         """The teacher forward and the KD terms of one batch, with the decay factor; feeds the calibration."""
+        teacher_imgs = imgs if self.scale == 1 else F.interpolate(imgs, scale_factor=self.scale, mode="bilinear",
+                                                                  align_corners=False)
         with torch.no_grad(), self.teacher_recorder:
-            teacher_out = self.teacher(imgs)
+            teacher_out = self.teacher(teacher_imgs)
         teacher_raw = teacher_out[1] if isinstance(teacher_out, tuple) else teacher_out
         # KD losses in float32: squared feature differences and sums overflow easily in fp16
         with torch.autocast(device_type=imgs.device.type, enabled=False):
-            kd = self.kd_terms(preds, teacher_raw, self.student_recorder.features, self.teacher_recorder.features,
-                               targets)
+            kd = self.kd_terms(preds, teacher_raw, self.student_recorder.features, self.teacher_features(), targets)
             if self.balance is not None and not self.balance.done:
                 self.balance.add(detection, kd, iteration)  # before the decay: its factor is no weight of a term
             if self.config.decay != "none":  # the schedule's factor, on every KD term
@@ -174,8 +188,14 @@ class DistillStep:
         from distill.visualize import plot_kd_masks  # matplotlib only when plotting
 
         config, path, self.plot_path = self.config, self.plot_path, None
-        plot_kd_masks(imgs, targets, self.student_recorder.features, self.teacher_recorder.features,
+        plot_kd_masks(imgs, targets, self.student_recorder.features, self.teacher_features(),
                       self.anchors, path, config.fgfi_psi, config.fgd_temperature)
+
+    def teacher_features(self) -> list[torch.Tensor]:
+        """The teacher's recorded features on the student's grid: average-pooled by ``teacher_scale`` (each student
+        cell gets the mean of the scale x scale teacher cells that cover the same image region)."""
+        feats = self.teacher_recorder.features
+        return list(feats) if self.scale == 1 else [F.avg_pool2d(feat, self.scale) for feat in feats]
 
     def kd_terms(self, student_outputs: list[torch.Tensor], teacher_outputs: list[torch.Tensor],
                  student_feats: list[torch.Tensor], teacher_feats: list[torch.Tensor], targets: torch.Tensor

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from data.loader import random_imgsz, resize_batch
 from engine.checkpointing import save_run
 from engine.state import Trainer
-from utils import dist, metrics, optim, results
+from utils import dist, metrics, optim, results, tensorboard
 from utils.metrics import ValResults
 
 LOGGER = logging.getLogger("train")
@@ -82,7 +82,7 @@ def train_one_epoch(trainer: Trainer, epoch: int) -> dict[str, float]:
             imgs = resize_batch(imgs, random_imgsz(options.imgsz, options.stride, trainer.rng), options.stride)
         with trainer.precision.autocast():  # weights, grads, optimizer and EMA stay FP32
             total, terms = trainer.step(model, imgs, targets, epoch=epoch, iteration=iteration)
-            total = total * dist.get_world_size()  # DDP averages gradients over ranks
+            total = total * (dist.get_world_size() * options.loss_gain)  # DDP averages gradients over ranks
         check_finite(trainer, total, terms, epoch, i)
         trainer.scaler.scale(total).backward()
         if iteration - progress.last_opt_step >= progress.accumulate:
@@ -183,8 +183,10 @@ def epoch_row(epoch: int, means: dict, res, lrs: list[float]) -> dict[str, float
     return row
 
 
-def end_epoch(trainer: Trainer, epoch: int, means: dict, lrs: list, stopper: EarlyStopping) -> bool:
-    """Validate, log the csv row, save checkpoints (rank 0). Returns True to stop early."""
+def end_epoch(trainer: Trainer, epoch: int, means: dict, lrs: list, stopper: EarlyStopping,
+              board: tensorboard.RunWriter | None = None) -> bool:
+    """Validate, log the row (results.csv and, if installed, TensorBoard), save checkpoints (rank 0).
+    Returns True to stop early."""
     options, progress = trainer.options, trainer.progress
     final_epoch = epoch + 1 == options.epochs or stopper.possible_stop
     trainer.ema.update_attr(trainer.model)
@@ -196,7 +198,11 @@ def end_epoch(trainer: Trainer, epoch: int, means: dict, lrs: list, stopper: Ear
     if fitness > progress.best_fitness:
         progress.best_fitness = fitness
     # the row first, the checkpoint last: a crash between them leaves a row that a resume drops
-    results.ResultsCSV(trainer.save_dir / "results.csv").append(epoch_row(epoch, means, progress.results, lrs))
+    row = epoch_row(epoch, means, progress.results, lrs)
+    results.ResultsCSV(trainer.save_dir / "results.csv").append(row)
+    if board is not None:  # the same named row, so every loss term is a curve; then the new batch/mask images
+        board.scalars(row, epoch)
+        board.new_images(epoch)
     trainer.callbacks.run("on_fit_epoch_end", epoch, means, progress.results, fitness)
     if options.save_every_epoch or final_epoch:
         save_run(trainer, epoch, best=progress.best_fitness == fitness)
@@ -226,6 +232,17 @@ def train_epochs(trainer: Trainer) -> ValResults:
                 f"dataloader workers\nLogging results to {trainer.save_dir}\n"
                 f"Starting training for {options.epochs} epochs...")
     trainer.callbacks.run("on_train_start")
+    board = tensorboard.open_writer(trainer.save_dir) if trainer.main else None
+    try:
+        _epochs(trainer, stopper, board)
+    finally:
+        if board is not None:
+            board.close()
+    return progress.results
+
+
+def _epochs(trainer: Trainer, stopper: EarlyStopping, board: tensorboard.RunWriter | None) -> None:
+    options, progress = trainer.options, trainer.progress
     for epoch in range(progress.start_epoch, options.epochs):
         trainer.callbacks.run("on_train_epoch_start")
         resample_images(trainer)
@@ -241,9 +258,8 @@ def train_epochs(trainer: Trainer) -> ValResults:
         trainer.callbacks.run("on_train_epoch_end", epoch)
         lrs = [g["lr"] for g in trainer.optimizer.param_groups]
         trainer.scheduler.step()
-        stop = end_epoch(trainer, epoch, means, lrs, stopper) if trainer.main else False
+        stop = end_epoch(trainer, epoch, means, lrs, stopper, board) if trainer.main else False
         if dist.is_initialized():
             stop = dist.broadcast_object(stop)
         if stop:
             break
-    return progress.results

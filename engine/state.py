@@ -41,6 +41,7 @@ class LoopOptions:
     save_period: int = -1
     patience: int = 100
     plots: bool = True
+    loss_gain: float = 1.0  # 4 with --quad: its batches hold a quarter of the images
 
 
 @dataclass

@@ -216,3 +216,33 @@ def test_fp32_teacher_ignores_the_loops_autocast(teacher_file):
     with torch.no_grad(), amp.Precision("cpu", torch.bfloat16).autocast():
         teacher(torch.rand(1, 3, 64, 64))
     assert conv_dtypes == [torch.float32]
+
+
+class _AutocastFault(torch.nn.Module):
+    """A model whose autocast forward is wrong by ``shift`` px on every box (or NaN): what check_amp must catch."""
+
+    def __init__(self, model, shift=float("nan")):
+        super().__init__()
+        self.model, self.shift = model, shift
+
+    def forward(self, x):
+        out = self.model(x)
+        if torch.is_autocast_enabled("cpu"):
+            pred = out[0].clone()
+            pred[..., :4] += self.shift
+            return (pred, *out[1:])
+        return out
+
+
+def test_check_amp_passes_bf16_rounding_of_a_fine_tune_model_and_catches_faults(yolov5n_pt):
+    """The fine-tune regime's model (COCO yolov5n, a new 3-class head) in bf16 rounds boxes by up to ~12 px of a
+    256 px image, which the old pixel check (atol 0.5) refused; NaN and a 20 px shift must still fail."""
+    coco = weights.load_model(yolov5n_pt, fuse=False).float()
+    torch.manual_seed(0)
+    model = Model("yolov5n.yaml", nc=3)
+    model.load_state_dict(weights.intersect_state(coco.state_dict(), model.state_dict()), strict=False)
+    cpu = torch.device("cpu")
+    assert amp.check_amp(model, cpu, torch.bfloat16)
+    assert model.training  # the check leaves the model in train mode
+    assert not amp.check_amp(_AutocastFault(model), cpu, torch.bfloat16)
+    assert not amp.check_amp(_AutocastFault(model, shift=20.0), cpu, torch.bfloat16)

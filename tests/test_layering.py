@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("models", "utils", "data", "distill", "engine")
-SCRIPTS = ("train", "train_kd", "val", "detect", "export")
+SCRIPTS = ("train", "train_kd", "val", "detect", "export", "hubconf")
 FORBIDDEN_FOR = {
     "utils": {"models", "data", "distill", "engine", *SCRIPTS},
     "models": {"data", "distill", "engine", *SCRIPTS},

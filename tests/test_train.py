@@ -23,7 +23,8 @@ import torch.nn as nn
 
 import train
 from engine.step import StepContext
-from utils import checkpoint, results
+from tests.tb_events import read_events
+from utils import checkpoint, results, tensorboard
 from utils.callbacks import Callbacks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,6 +142,27 @@ def test_results_csv_columns_and_rows(uninterrupted):
     assert table["x/lr0"][0] < 0.1 and table["x/lr1"][0] > 0 and table["x/lr1"][1] > table["x/lr1"][0]
 
 
+def test_tensorboard_has_every_csv_column_and_the_first_batches(uninterrupted):
+    opt, _, _ = uninterrupted
+    run_dir = Path(opt.save_dir)
+    scalars, images = read_events(run_dir)
+    table = results.read_results(run_dir / "results.csv")
+    assert set(scalars) == set(table) - {"epoch"}  # every named term (train/distill_toy too), metrics, lrs
+    for tag, points in scalars.items():
+        assert [s for s, _ in points] == [0, 1], tag
+        assert [v for _, v in points] == pytest.approx(table[tag].tolist(), rel=1e-4, abs=1e-6), tag
+    if HAS_PLOTS:
+        # 2 batches an epoch: iterations 0 and 1 in epoch 0, iteration 2 in epoch 1; each image logged once
+        assert images == {"train_batch0": [0], "train_batch1": [0], "train_batch2": [1]}
+
+
+def test_no_tensorboard_no_writer(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if not installed: import tensorboard fails
+    assert not tensorboard.available()
+    assert tensorboard.open_writer(tmp_path) is None
+    assert not list(tmp_path.iterdir())
+
+
 def test_step_module_is_optimised_and_saved(uninterrupted):
     opt, saves, step = uninterrupted
     w = step.modules["w"]
@@ -211,6 +233,16 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(data, uninterrupted, tmp_
     ck = checkpoint.safe_load(tmp_path / "nan" / "weights" / "last.pt")
     assert ck["epoch"] == 0 and ck["optimizer"] is not None
     assert all(torch.isfinite(v.float()).all() for v in ck["model"]["state_dict"].values() if v.is_floating_point())
+
+
+def test_quad_trains_on_quarter_batches_of_twice_the_size(data, tmp_path):
+    shapes = []
+    cb = Callbacks()
+    cb.register("on_train_batch_end", lambda model, i, imgs, targets, paths: shapes.append(tuple(imgs.shape)))
+    opt = train.run(data=data, epochs=1, project=str(tmp_path), name="quad", quad=True, noplots=True,
+                    callbacks=cb, **COMMON)
+    assert shapes == [(1, 3, 128, 128)] * 2  # batch 4 at 64 px -> 1 image at 128 px, 2 batches
+    assert np.isfinite(results.read_results(Path(opt.save_dir) / "results.csv")["train/box_loss"]).all()
 
 
 def test_run_rejects_unknown_options():

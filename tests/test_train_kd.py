@@ -18,6 +18,7 @@ import train_kd
 from distill import teacher as kd_teacher
 from distill.config import DEFAULT_WEIGHTS
 from models import weights
+from tests.tb_events import read_events
 from utils import checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,6 +99,8 @@ def test_one_epoch_per_method(tmp_path, datasets_env, yolov5n_pt, monkeypatch, r
     resumed = train_kd.build_config(argparse.Namespace(**yaml.safe_load((run_dir / "opt.yaml").read_text())))
     assert resumed.method_weights == ((method, DEFAULT_WEIGHTS[method]),)
     assert (run_dir / "kd_masks.jpg").stat().st_size > 0
+    scalars, images = read_events(run_dir)  # TensorBoard: the KD curves and the mask figure
+    assert set(expected) <= set(scalars) and "kd_masks" in images
 
 
 def test_bad_options_fail_before_training(tmp_path):
@@ -220,3 +223,15 @@ def test_one_epoch_with_kd_balance_logs_writes_and_checkpoints_the_weights(tmp_p
     assert kd_yaml["balance"] == {"fgd": 0.5} and kd_yaml["weights"] == {"fgfi": 0.002, "fgd": DEFAULT_WEIGHTS["fgd"]}
     opt_yaml = yaml.safe_load((run_dir / "opt.yaml").read_text())  # a resume balances the same methods
     assert opt_yaml["kd_balance"] == ["fgd=0.5"] and opt_yaml["kd_weight"] == ["fgfi=0.002"]
+
+
+def test_bccd_one_epoch_with_the_teacher_at_twice_the_size(tmp_path, bccd_subset_yaml, bccd_teacher_pt):
+    """--teacher-img 128 for a 64 px student: one epoch of CWD, the factor in kd.yaml, finite nonzero terms."""
+    argv = ["--data", str(bccd_subset_yaml), "--cfg", "yolov5n.yaml", "--weights", "", "--imgsz", "64", "--epochs", "1",
+            "--batch-size", "16", "--device", "cpu", "--workers", "0", "--noplots", "--teacher", str(bccd_teacher_pt),
+            "--kd", "cwd", "--teacher-img", "128", "--project", str(tmp_path), "--name", "timg"]
+    run_dir = Path(train_kd.main(train_kd.parse_opt(argv)).save_dir)
+    rows = _results(run_dir)
+    columns = [c for c in rows[0] if c.startswith("train/distill_cwd")]
+    assert len(columns) == 3 and all(math.isfinite(float(rows[0][c])) and float(rows[0][c]) > 0 for c in columns)
+    assert yaml.safe_load((run_dir / "kd.yaml").read_text())["teacher_scale"] == 2

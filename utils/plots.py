@@ -159,3 +159,29 @@ def _box_layout(labels: np.ndarray, size: int = 2000) -> np.ndarray:
         p2 = tuple(int(v) for v in size / 2 + half)
         cv2.rectangle(canvas, p1, p2, colors(int(c)), 3)
     return canvas
+
+
+def plot_evolve(genes: dict[str, np.ndarray], fitness: np.ndarray, out) -> Path:
+    """evolve.png: one panel per gene, its values (x) against fitness (y) over the generations, coloured by
+    fitness, the best generation marked with a large '+' and its value in the title."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fitness = np.asarray(fitness, dtype=np.float64)
+    best = int(np.argmax(fitness))
+    n = max(len(genes), 1)
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(cols * 2.5, rows * 2.5), tight_layout=True)
+    FigureCanvasAgg(fig)
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    for ax, (name, values) in zip(axes, genes.items()):
+        ax.scatter(values, fitness, c=fitness, cmap="viridis", s=12, alpha=0.8, edgecolors="none")
+        ax.plot(values[best], fitness[best], "k+", markersize=15)
+        ax.set_title(f"{name} = {values[best]:.3g}", fontdict={"size": 9})
+        ax.tick_params(labelsize=6)
+    for ax in axes[len(genes):]:
+        ax.axis("off")
+    out = Path(out)
+    fig.savefig(out, dpi=150)
+    return out

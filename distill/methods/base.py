@@ -98,11 +98,17 @@ class Method:
     term_names: ClassVar[tuple[str, ...]]
     uses_adapters: ClassVar[bool] = False
     needs_anchors: ClassVar[bool] = False
+    uses_outputs: ClassVar[bool] = False  # compares head outputs cell by cell: no --teacher-img (they do not pool)
 
     def __init__(self, config: "KDConfig", setup: Setup):
         self.config, self.weight = config, config.method_weight(self.name)
         self.options = config.options(self.name)
         self.modules: nn.Module | None = None
+
+    @property
+    def uses_teacher_features(self) -> bool:
+        """Whether ``terms`` reads the teacher's features (a teacher ensemble has none: distill/ensemble.py)."""
+        return True
 
     def terms(self, student_feats: list[torch.Tensor], teacher_feats: list[torch.Tensor],
               outputs: tuple[list[torch.Tensor], list[torch.Tensor]], targets: torch.Tensor, shared: Shared

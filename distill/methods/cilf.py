@@ -18,8 +18,9 @@ from distill.teacher import check_output_compatible
 @dataclass(frozen=True)
 class CILFOptions:
     alpha: float = field(default=1.0, metadata={  # output KL only: the feature-MSE half hurt like FGFI (kd_bccd)
-        "help": "CILF: alpha * KL + (1 - alpha) * MSE (default 1: KL only; 0.5 is the paper's mix)"})
-    temperature: float = field(default=3.0, metadata={"help": "CILF KL temperature"})
+        "help": "CILF: alpha * KL + (1 - alpha) * MSE (default 1: KL only; 0.5 is the paper's mix)",
+        "evolve": (1, 0.0, 1.0)})
+    temperature: float = field(default=3.0, metadata={"help": "CILF KL temperature", "evolve": (1, 1.0, 10.0)})
     kl: str = field(default="outputs", metadata={
         "choices": ("outputs", "features"),
         "help": "CILF KL on raw Detect outputs (Bernoulli) or on channel-softmax features"})
@@ -37,6 +38,7 @@ class CILF(Method):
     default_weight = 0.03
     term_names = ("distill/kl", "distill/mse")
     uses_adapters = needs_anchors = True
+    uses_outputs = True
 
     def __init__(self, config, setup: Setup):
         super().__init__(config, setup)
@@ -44,6 +46,10 @@ class CILF(Method):
         if self.output_kl:
             check_output_compatible(setup.student_detect, setup.teacher_detect)
         self.teacher_detect = setup.teacher_detect
+
+    @property
+    def uses_teacher_features(self) -> bool:
+        return not (self.output_kl and self.options.alpha == 1)
 
     def _kl(self, teacher_feats, outputs, targets, shared) -> torch.Tensor:
         config, (student_outputs, teacher_outputs) = self.config, outputs

@@ -35,7 +35,7 @@ BN_EPS = 1e-5  # BatchNorm2d's default, for the teacher's affine-free normalisat
 class CWDOptions:
     tau: float = field(default=4.0, metadata={
         "help": "CWD temperature of the spatial softmax (default 4, the paper's for detection; RTMDet uses 1 "
-                "with --cwd-norm bn)"})
+                "with --cwd-norm bn)", "evolve": (1, 0.5, 10.0)})
     norm: str = field(default="none", metadata={
         "choices": ("none", "bn"),
         "help": "CWD normalisation: none (the paper), or bn (RTMDet: affine-free BatchNorm on the teacher's "

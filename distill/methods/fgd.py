@@ -23,11 +23,16 @@ class FGDOptions:
     preset: str = field(default="official", metadata={
         "choices": tuple(FGD_PRESETS), "help": "FGD temperature/alpha/beta/gamma/lambda preset; the flags below "
                                                "override it"})
-    temperature: float | None = field(default=None, metadata={"type": float, "help": "FGD attention temperature"})
-    alpha: float | None = field(default=None, metadata={"type": float, "help": "FGD foreground weight"})
-    beta: float | None = field(default=None, metadata={"type": float, "help": "FGD background weight"})
-    gamma: float | None = field(default=None, metadata={"type": float, "help": "FGD attention weight"})
-    lambda_: float | None = field(default=None, metadata={"type": float, "help": "FGD global (GcBlock) weight"})
+    temperature: float | None = field(default=None, metadata={"type": float, "help": "FGD attention temperature",
+                                                           "evolve": (1, 0.1, 2.0)})
+    alpha: float | None = field(default=None, metadata={"type": float, "help": "FGD foreground weight",
+                                                     "evolve": (1, 1e-5, 1e-2)})
+    beta: float | None = field(default=None, metadata={"type": float, "help": "FGD background weight",
+                                                    "evolve": (1, 1e-6, 1e-2)})
+    gamma: float | None = field(default=None, metadata={"type": float, "help": "FGD attention weight",
+                                                     "evolve": (1, 1e-6, 1e-2)})
+    lambda_: float | None = field(default=None, metadata={"type": float, "help": "FGD global (GcBlock) weight",
+                                                       "evolve": (1, 1e-8, 1e-4)})
 
     def __post_init__(self):
         if self.preset not in FGD_PRESETS:

@@ -11,7 +11,7 @@ from distill.methods.base import Method
 class FGFIOptions:
     """The FGFI imitation masks, which CILF reads too (flags --fgfi-psi, --fgfi-assign)."""
 
-    psi: float = field(default=0.5, metadata={"help": "FGFI mask threshold factor psi"})
+    psi: float = field(default=0.5, metadata={"help": "FGFI mask threshold factor psi", "evolve": (1, 0.1, 0.9)})
     assign: str = field(default="all", metadata={
         "choices": ("all", "matched"),
         "help": "FGFI GTs per level: all, or only those YOLOv5's assigner matches to the level"})

@@ -100,7 +100,12 @@ class OGD(Method):
     # at weight 1 the KD sum is 4.46x the detection loss at iteration 0; at 0.1 it is 0.45x there and 0.53x at the
     # end of warmup (iteration 100), next to FGD's default (0.48x at iteration 0)
     default_weight = 0.1
+    uses_outputs = True
     term_names = ("distill/ogd_box", "distill/ogd_cls", "distill/ogd_obj")
+
+    @property
+    def uses_teacher_features(self) -> bool:
+        return False
 
     def __init__(self, config, setup: Setup):
         super().__init__(config, setup)

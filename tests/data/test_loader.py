@@ -204,3 +204,48 @@ def test_skip_continues_the_shuffle_of_an_uninterrupted_loader(n, batch_size):
     assert [[b.tolist() for b in resumed] for _ in range(2)] == epochs[2:]
     with pytest.raises(ValueError, match="workers=0"):
         loader(workers=1).skip(1)
+
+
+def _quad_items(n: int, size: int = 8):
+    """n (image, labels, path, shape) items: image k is the constant 10 * (k + 1), with one box at (0.25, 0.75)."""
+    items = []
+    for k in range(n):
+        im = torch.full((3, size, size), 10 * (k + 1), dtype=torch.uint8)
+        lb = torch.tensor([[0, k, 0.25, 0.75, 0.5, 0.5]])
+        items.append((im, lb, f"im{k}.jpg", None))
+    return items
+
+
+def test_quad_collate_tiles_or_upsamples_groups_of_four():
+    from data.loader import quad_collate
+
+    seen = set()
+    for seed in range(8):  # both branches come up
+        torch.manual_seed(seed)
+        imgs, targets, paths, _ = quad_collate(_quad_items(8))
+        assert imgs.shape == (2, 3, 16, 16) and imgs.dtype == torch.uint8 and paths == ("im0.jpg", "im4.jpg")
+        for j in range(2):
+            rows = targets[targets[:, 0] == j]
+            first = 4 * j
+            if len(rows) == 4:  # tiled: quarter k holds image first + k, its box shifted and halved
+                seen.add("tiled")
+                expected = {(first, 0.125, 0.375), (first + 1, 0.125, 0.875), (first + 2, 0.625, 0.375),
+                            (first + 3, 0.625, 0.875)}
+                assert {(int(r[1]), float(r[2]), float(r[3])) for r in rows} == expected
+                assert rows[:, 4:].eq(0.25).all()
+                for k, (y, x) in enumerate(((0, 0), (8, 0), (0, 8), (8, 8))):
+                    assert imgs[j, :, y:y + 8, x:x + 8].eq(10 * (first + k + 1)).all()
+            else:  # upsampled: the group's first image and its label, unchanged
+                seen.add("upsampled")
+                assert rows.tolist() == [[j, first, 0.25, 0.75, 0.5, 0.5]]
+                assert imgs[j].eq(10 * (first + 1)).all()
+    assert seen == {"tiled", "upsampled"}
+
+
+def test_quad_collate_keeps_a_short_last_group():
+    from data.loader import quad_collate
+
+    imgs, targets, paths, _ = quad_collate(_quad_items(6))
+    assert imgs.shape[0] == 3 and paths[1:] == ("im4.jpg", "im5.jpg")  # 1 group of 4, then 2 upsampled singles
+    assert targets[targets[:, 0] == 2, 1].tolist() == [5]
+    assert imgs[2].eq(60).all()

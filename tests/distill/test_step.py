@@ -242,3 +242,20 @@ def test_methods_run_in_registry_order_whatever_the_flag_order(teacher_file, hyp
     _, _, step = _build(teacher_file, hyp, methods=("fgd", "cilf", "fgfi"))
     assert [m.name for m in step.methods] == ["fgfi", "cilf", "fgd"] and list(step.modules) == ["adapters", "fgd"]
     assert step.term_names[0] == "distill/fgfi" and step.term_names[-1] == "distill/fgd_glb"
+
+
+def test_adapter_kernel_option_builds_1x1_connectors(teacher_file, hyp):
+    import train_kd
+
+    _, _, default = _build(teacher_file, hyp, methods=("fgfi",))
+    assert all(a.kernel_size == (3, 3) and a.padding == (1, 1) for a in default.modules["adapters"])
+    student, _, step = _build(teacher_file, hyp, methods=("fgfi",), adapter_kernel=1)
+    assert all(a.kernel_size == (1, 1) and a.padding == (0, 0) for a in step.modules["adapters"])
+    assert sum(p.numel() for p in step.modules.parameters()) < sum(p.numel() for p in default.modules.parameters()) / 4
+    imgs, targets = _batch()
+    _, terms = step(student, imgs, targets, epoch=0, iteration=0)
+    assert torch.isfinite(terms["distill/fgfi"]) and terms["distill/fgfi"] > 0
+    opt = train_kd.parse_opt(["--teacher", "t.pt", "--kd-adapter-kernel", "1"])
+    assert train_kd.build_config(opt).adapter_kernel == 1
+    with pytest.raises(ValueError, match="adapter_kernel"):
+        KDConfig(adapter_kernel=5)
