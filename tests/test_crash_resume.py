@@ -41,7 +41,9 @@ CHAINS = {
     "torn-checkpoints": ("train", ["save:5:torn",  # last.pt of epoch 1, half written (epoch 0 is committed)
                                    "save:4:torn",  # from epoch 1: epoch2.pt
                                    "save:4:torn",  # from epoch 2: the strip of best.pt
-                                   "save:2:torn"],  # from epoch 3 (nothing to train): the strip of last.pt
+                                   "save:2:torn",  # from epoch 3 (nothing to train): the strip of last.pt
+                                   "strip:1",  # from epoch 3: at the start of the (second) strip of best.pt
+                                   "strip:2:int"],  # from epoch 3: Ctrl-C between the strips (best.pt done)
                          "resumes"),
     "issue-case": ("train", ["save:8:torn",  # last.pt of epoch 2 (the 3rd checkpoint): rows 0, 1, 1, 2 before
                              "save:1:torn",  # from epoch 2: best.pt
@@ -52,6 +54,7 @@ CHAINS = {
                           "replace:6"],  # from epoch 2: last.pt stripped, before the final validation
                 "finished"),
     "batches": ("train", ["batch:3",  # first batch of epoch 1
+                          "yaml:2:torn",  # from epoch 1: opt.yaml half rewritten (the next resume reads it)
                           "batch:2:int",  # from epoch 1: Ctrl-C at its second batch
                           "optstep:4"],  # from epoch 1: after the last optimiser step of epoch 2
                 "resumes"),
@@ -63,12 +66,6 @@ CHAINS = {
                               "csv:1:torn",  # from epoch 1: results.csv row 1 half written
                               "csv:2:int"],  # from epoch 1: Ctrl-C inside the results.csv write of row 2
                     "resumes"),
-    "options-yaml": ("train", ["save:5:torn",
-                               "yaml:2:torn"],  # from epoch 1: opt.yaml half rewritten (the next resume reads it)
-                     "resumes"),
-    "strip": ("train", ["strip:1",  # at the start of the final strip
-                        "strip:2:int"],  # from epoch 3: Ctrl-C between the strips (best.pt done, last.pt not)
-              "resumes"),
     "full-disk": ("train", ["save:5:full",  # ENOSPC writing last.pt of epoch 1: the run stops, epoch 0 kept
                             "csv:1:full",  # from epoch 1: ENOSPC while the resume rewrites results.csv without row 1
                             "csv:2:full",  # from epoch 1: that rewrite again (csv 1), then ENOSPC writing row 1
@@ -78,16 +75,15 @@ CHAINS = {
                                             "val:1:int"],  # from epoch 1: Ctrl-C inside its validation
                                   "resumes"),
     "kd-checkpoint-batch-validation": ("train_kd", ["save:5:torn", "batch:2:int", "val:2"], "resumes"),
-    "kd-csv-strip": ("train_kd", ["csv:3:torn",  # results.csv row 2
-                                  "strip:2"],  # from epoch 2: between the strips
-                     "resumes"),
-    "kd-full-disk": ("train_kd", ["save:4:full",  # best.pt of epoch 1
-                                  "replace:4"],  # from epoch 1 (the trim of row 1, row 1, best): last.pt
-                     "resumes"),
+    "kd-full-disk-csv-strip": ("train_kd", ["save:4:full",  # ENOSPC writing best.pt of epoch 1
+                                            "replace:4",  # from epoch 1 (the trim of row 1, row 1, best): last.pt
+                                            "csv:1:torn",  # from epoch 2: results.csv row 2 half written
+                                            "strip:2"],  # from epoch 2: between the strips
+                               "resumes"),
 }
 # chains run with extra options (and their own uninterrupted reference): the other random streams of the loop
 EXTRA = {"image-weights-multi-scale": ["--image-weights", "--multi-scale"]}  # global random, trainer.rng
-FULL_DISK_FILES = {"full-disk": ["weights/last.pt", "results.csv"], "kd-full-disk": ["weights/best.pt"]}
+FULL_DISK_FILES = {"full-disk": ["weights/last.pt", "results.csv"], "kd-full-disk-csv-strip": ["weights/best.pt"]}
 
 
 @pytest.fixture(scope="module")
