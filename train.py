@@ -33,7 +33,7 @@ from engine.state import LoopOptions, Progress, Trainer
 from engine.step import Step, StepContext, StepFactory, detection_step
 from models import weights as model_weights
 from models.yolo import Model
-from utils import amp, autoanchor, cli, dist, optim, results, sizes
+from utils import amp, atomic, autoanchor, cli, dist, optim, results, sizes
 from utils.callbacks import Callbacks
 from utils.device import select_device
 from utils.ema import ModelEMA
@@ -94,10 +94,8 @@ def build_run_dir(opt: argparse.Namespace, save_dir: Path) -> dict:
     (save_dir / "weights").mkdir(parents=True, exist_ok=True)
     LOGGER.info("hyperparameters: " + ", ".join(f"{k}={v}" for k, v in hyp.items()))
     if dist.is_main_process():
-        with open(save_dir / "hyp.yaml", "w") as f:
-            yaml.safe_dump(hyp, f, sort_keys=False)
-        with open(save_dir / "opt.yaml", "w") as f:
-            yaml.safe_dump(cli.plain_opt(opt), f, sort_keys=False)
+        atomic.write_text(save_dir / "hyp.yaml", yaml.safe_dump(hyp, sort_keys=False))  # a resume reads both
+        atomic.write_text(save_dir / "opt.yaml", yaml.safe_dump(cli.plain_opt(opt), sort_keys=False))
     return hyp
 
 
@@ -268,6 +266,8 @@ def build_run(opt: argparse.Namespace, device: torch.device, step_factory: StepF
     if main and not opt.resume and not opt.noplots:
         plot_labels(inputs.dataset, inputs.names, save_dir)
     callbacks.run("on_pretrain_routine_end")
+    if opt.resume:  # last: the random generators continue from the checkpoint's state
+        checkpointing.restore_loop(trainer, inputs.ckpt, opt.weights)
     return trainer, evaluation
 
 
@@ -275,9 +275,9 @@ def build_run(opt: argparse.Namespace, device: torch.device, step_factory: StepF
 
 
 def finish(trainer: Trainer, evaluation: Evaluation, res: ValResults) -> ValResults:
-    """Strip last/best, re-validate best.pt with plots, write results.png."""
+    """Strip best/last (last.pt last: unstripped, it means unfinished), re-validate best.pt, write results.png."""
     weights_dir, plots = trainer.weights_dir, trainer.options.plots
-    for f in (weights_dir / "last.pt", weights_dir / "best.pt"):
+    for f in (weights_dir / "best.pt", weights_dir / "last.pt"):
         if f.exists():
             checkpointing.strip_optimizer(f)
     best = weights_dir / "best.pt"
@@ -439,4 +439,4 @@ def run(**kwargs) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    cli.main_or_exit(main, parse_opt(), (*cli.INPUT_ERRORS, NonFiniteLossError))
+    cli.main_or_exit(main, parse_opt(), (*cli.INPUT_ERRORS, NonFiniteLossError, atomic.WriteError))

@@ -29,7 +29,7 @@ from distill.step import DistillStep
 from engine import evolve
 from engine.step import StepContext
 from models import weights as model_weights
-from utils import amp, cli, dist
+from utils import amp, atomic, cli, dist
 
 LOGGER = logging.getLogger("train_kd")
 
@@ -228,8 +228,7 @@ def build_step(ctx: StepContext) -> DistillStep:
         record = {"teacher": str(teacher_path), "teacher_sha256": sha256,
                   "teacher_dtype": amp.NAMES[teacher_dtype] if teacher_dtype is not None else "training",
                   "weights": {m: config.method_weight(m) for m in config.methods}, **config.to_dict()}
-        with open(Path(ctx.save_dir) / "kd.yaml", "w") as f:
-            yaml.safe_dump(record, f, sort_keys=False)
+        atomic.write_text(Path(ctx.save_dir) / "kd.yaml", yaml.safe_dump(record, sort_keys=False))
         LOGGER.info(f"distillation: {', '.join(config.methods)} from {' + '.join(Path(p).name for p in paths)} "
                     f"(sha256 {sha256[:12]}), "
                     f"{len(step.term_names)} KD terms, {sum(p.numel() for p in step.modules.parameters())} "
@@ -271,4 +270,4 @@ def run(**kwargs) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    cli.main_or_exit(main, parse_opt(), (*cli.INPUT_ERRORS, train.NonFiniteLossError))
+    cli.main_or_exit(main, parse_opt(), (*cli.INPUT_ERRORS, train.NonFiniteLossError, atomic.WriteError))

@@ -32,6 +32,16 @@ class InfiniteDataLoader(DataLoader):
         for _ in range(len(self)):
             yield next(self._iterator)
 
+    def skip(self, batches: int) -> None:
+        """Draw the next ``batches`` batches of indices without loading them, so that a resumed run (a new loader,
+        the same seed) shuffles on exactly as the interrupted one did: the shuffle's draws, including
+        RandomSampler's trailing one between epochs, come from torch's own samplers. With 0 workers only: worker
+        processes have already been handed indices (ValueError)."""
+        if self.num_workers:
+            raise ValueError("InfiniteDataLoader.skip needs workers=0 (workers prefetch their indices)")
+        for _ in range(batches):
+            next(self._iterator._sampler_iter)
+
 
 class _RepeatSampler:
     def __init__(self, sampler):

@@ -18,6 +18,8 @@ import torch
 import torch.distributed as torch_dist
 import yaml
 
+from utils import atomic
+
 LOGGER = logging.getLogger(__name__)
 BALANCE_ITERS = 20  # K: the calibration window, the last K iterations of warmup
 
@@ -84,19 +86,24 @@ class Balance:
             record = {"weights": dict(self.weights), "ratios": dict(self.ratios), "kept": kept,
                       "detection": det_mean, "unweighted": means, "iterations": [self.start, self.end - 1],
                       "samples": int(samples)}
-            with open(self.path, "w") as f:
-                yaml.safe_dump(record, f, sort_keys=False)
+            atomic.write_text(self.path, yaml.safe_dump(record, sort_keys=False))
 
     def _log(self, level: int, message: str) -> None:
         if self.main:
             LOGGER.log(level, message)
 
     def state_dict(self) -> dict:
-        return {"done": self.done, "weights": dict(self.weights)}
+        """Chosen weights; during the calibration window also its running sums (an exact resume inside it)."""
+        state = {"done": self.done, "weights": dict(self.weights)}
+        if not self.done and self.sums is not None:
+            state["sums"] = self.sums.detach().cpu().clone()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         """Restore chosen weights: a resume after calibration keeps them and does not calibrate again."""
         self.done, self.weights = bool(state.get("done")), dict(state.get("weights") or {})
+        if not self.done and state.get("sums") is not None:
+            self.sums = state["sums"].to(self.device)
         for method in self.methods:
             if method.name in self.weights:
                 method.weight = float(self.weights[method.name])

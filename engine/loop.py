@@ -47,6 +47,13 @@ class EarlyStopping:
                         f"Best results observed at epoch {self.best_epoch}, best model saved as best.pt.")
         return stop
 
+    def state_dict(self) -> dict:
+        return {"best_fitness": self.best_fitness, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best_fitness = float(state.get("best_fitness", self.best_fitness))
+        self.best_epoch = int(state.get("best_epoch", self.best_epoch))
+
 
 # --------------------------------------------------------------------------------------------- one epoch
 
@@ -187,8 +194,10 @@ def end_epoch(trainer: Trainer, epoch: int, means: dict, lrs: list, stopper: Ear
         progress.results, progress.class_maps = trainer.validate(trainer.ema.ema, trainer.precision.enabled, False)
     fitness = float(metrics.fitness(np.array(progress.results).reshape(1, -1))[0])
     stop = stopper(epoch, fitness)
+    progress.early_stop = stopper.state_dict()
     if fitness > progress.best_fitness:
         progress.best_fitness = fitness
+    # the row first, the checkpoint last: a crash between them leaves a row that a resume drops
     row = epoch_row(epoch, means, progress.results, lrs)
     results.ResultsCSV(trainer.save_dir / "results.csv").append(row)
     if board is not None:  # the same named row, so every loss term is a curve; then the new batch/mask images
@@ -200,10 +209,25 @@ def end_epoch(trainer: Trainer, epoch: int, means: dict, lrs: list, stopper: Ear
     return stop
 
 
+def interrupted(trainer: Trainer, epoch: int) -> None:
+    """Ctrl-C inside an epoch. When every epoch is saved, last.pt already holds the last complete one and stays
+    (an exact resume point); with --nosave the interrupted state is saved as epoch - 1 (resumable, not exact)."""
+    last = trainer.weights_dir / "last.pt"
+    if not trainer.options.save_every_epoch:
+        save_run(trainer, epoch - 1, best=False)
+        LOGGER.warning(f"Interrupted in epoch {epoch}: saved {last} as epoch {epoch - 1} (--nosave; resume with "
+                       "--resume repeats the interrupted epoch from its partly trained weights)")
+    elif last.exists():
+        LOGGER.warning(f"Interrupted in epoch {epoch}: {last} holds epoch {epoch - 1} (resume with --resume)")
+    else:
+        LOGGER.warning(f"Interrupted in epoch {epoch} before any checkpoint was saved: nothing to resume")
+
+
 def train_epochs(trainer: Trainer) -> ValResults:
     """The epoch loop. Returns the last validation results."""
     options, progress = trainer.options, trainer.progress
     stopper = EarlyStopping(options.patience)
+    stopper.load_state_dict(progress.early_stop)  # a resumed run counts on
     LOGGER.info(f"Image sizes {options.imgsz} train, {options.imgsz} val\nUsing {trainer.train_loader.num_workers} "
                 f"dataloader workers\nLogging results to {trainer.save_dir}\n"
                 f"Starting training for {options.epochs} epochs...")
@@ -229,8 +253,7 @@ def _epochs(trainer: Trainer, stopper: EarlyStopping, board: tensorboard.RunWrit
             means = train_one_epoch(trainer, epoch)
         except KeyboardInterrupt:
             if trainer.main:
-                save_run(trainer, epoch - 1, best=False)
-                LOGGER.warning(f"Interrupted: saved {trainer.weights_dir / 'last.pt'} (resume with --resume)")
+                interrupted(trainer, epoch)
             raise
         trainer.callbacks.run("on_train_epoch_end", epoch)
         lrs = [g["lr"] for g in trainer.optimizer.param_groups]

@@ -46,12 +46,13 @@ class LoopOptions:
 
 @dataclass
 class Progress:
-    """What changes while training; the first three are what a checkpoint restores."""
+    """What changes while training; a checkpoint restores all of it (engine/checkpointing.py)."""
 
     start_epoch: int = 0
     best_fitness: float = 0.0
     accumulate: int = 1  # batches per optimiser step (nominal batch 64; ramps up during warmup)
     last_opt_step: int = -1
+    early_stop: dict = field(default_factory=dict)  # EarlyStopping.state_dict() after the last epoch
     class_maps: np.ndarray | None = None  # per-class mAP50-95 of the last validation (--image-weights)
     results: ValResults = NO_RESULTS  # the last validation's metrics and losses
     term_names: list[str] = field(default_factory=lambda: list(DETECTION_TERMS))

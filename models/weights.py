@@ -16,10 +16,12 @@ LOGGER = logging.getLogger(__name__)
 LEGACY_BUFFERS = ("anchor_grid",)  # registered buffers in YOLOv5 v5.x heads, derived data we rebuild
 
 
-def model_record(model: Model) -> dict:
-    """Plain-data record of an (unfused) model; floating tensors are stored in fp16 like upstream."""
+def model_record(model: Model, half: bool = True) -> dict:
+    """Plain-data record of an (unfused) model; floating tensors are stored in fp16 like upstream (``half``), or
+    as they are (training checkpoints: a resume continues from the exact weights)."""
     model = getattr(model, "module", model)  # DDP
-    state = {k: (v.detach().half() if v.is_floating_point() else v.detach()).cpu() for k, v in model.state_dict().items()}
+    state = {k: (v.detach().half() if half and v.is_floating_point() else v.detach()).cpu()
+             for k, v in model.state_dict().items()}
     return {
         "yaml": model.yaml,
         "state_dict": state,

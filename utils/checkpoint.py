@@ -10,9 +10,7 @@ needed or run). Anything else is refused with an error naming the global.
 from __future__ import annotations
 
 import importlib
-import os
 import pickle
-import tempfile
 import types
 import warnings
 import zipfile
@@ -20,6 +18,8 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+
+from utils import atomic
 
 
 class UnsafeCheckpointError(pickle.UnpicklingError):
@@ -164,20 +164,9 @@ def _is_text(head: bytes) -> bool:
 
 
 def save_checkpoint(obj, path) -> Path:
-    """``torch.save`` to a temp file in the same folder, fsync, then atomic rename over ``path``.
+    """``torch.save`` atomically (utils.atomic.write_atomic: temp file, fsync, rename over ``path``).
 
-    A crash at any moment leaves either the old file or the new one, never a half-written checkpoint.
+    A crash at any moment leaves either the old file or the new one, never a half-written checkpoint; a failed
+    write (a full disk) raises ``atomic.WriteError`` naming the file, with the previous one unchanged.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic.write_atomic(path, lambda f: torch.save(obj, f))

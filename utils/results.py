@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from utils import atomic
+
 UPSTREAM_COLUMNS = (
     "epoch", "train/box_loss", "train/obj_loss", "train/cls_loss", "metrics/precision", "metrics/recall",
     "metrics/mAP_0.5", "metrics/mAP_0.5:0.95", "val/box_loss", "val/obj_loss", "val/cls_loss",
@@ -60,9 +62,10 @@ def order_columns(keys) -> list[str]:
 
 
 class ResultsCSV:
-    """Appends one row per epoch to ``results.csv`` (header on first write; an existing header is reused).
+    """One row per epoch in ``results.csv`` (header on first write; an existing header is reused).
 
-    Cells are '%20s' / '%20.5g' as upstream, so readers should strip column names.
+    Every write replaces the whole file atomically (utils.atomic), so a crash leaves the old table or the new one,
+    never a torn row. Cells are '%20s' / '%20.5g' as upstream, so readers should strip column names.
     """
 
     def __init__(self, path: str | Path):
@@ -77,16 +80,41 @@ class ResultsCSV:
 
     def append(self, row: dict[str, float]) -> None:
         cols = self.columns()
+        lines = self.path.read_text().splitlines(keepends=True) if cols else []
         if cols is None:
             cols = order_columns(row)
-            with open(self.path, "w") as f:
-                f.write(",".join("%20s" % c for c in cols) + "\n")
+            lines = [",".join("%20s" % c for c in cols) + "\n"]
         values = [row.get(c, float("nan")) for c in cols]
-        with open(self.path, "a") as f:
-            f.write(",".join(_cell(c, v) for c, v in zip(cols, values)) + "\n")
+        lines.append(",".join(_cell(c, v) for c, v in zip(cols, values)) + "\n")
+        self._write(lines)
+
+    def keep_until(self, epoch: int) -> int:
+        """Drop the rows after ``epoch`` (and unreadable ones), as a resume from that epoch's checkpoint must;
+        returns how many rows were dropped."""
+        if not self.path.exists():
+            return 0
+        header, *rows = self.path.read_text().splitlines(keepends=True) or [""]
+        n = len(header.split(","))
+        kept = [r for r in rows if (e := _row_epoch(r, n)) is not None and e <= epoch]
+        if len(kept) < len(rows):
+            self._write([header, *kept])
+        return len(rows) - len(kept)
+
+    def _write(self, lines: list[str]) -> None:
+        atomic.write_text(self.path, "".join(lines))
 
     def read(self) -> dict[str, np.ndarray]:
         return read_results(self.path)
+
+
+def _row_epoch(line: str, n_columns: int) -> int | None:
+    """The epoch of a results.csv row, or None for a torn or blank line (not ``n_columns`` cells, no newline)."""
+    cells = line.rstrip("\n").split(",")
+    try:
+        complete = line.endswith("\n") and len(cells) == n_columns and all(c.strip() for c in cells)
+        return int(cells[0]) if complete else None
+    except ValueError:
+        return None
 
 
 def _cell(col: str, v) -> str:

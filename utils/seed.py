@@ -31,3 +31,37 @@ def seed_worker(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
+
+
+Generator = torch.Generator | np.random.Generator
+
+
+def rng_state(generators: dict[str, Generator] | None = None) -> dict:
+    """The states of Python's, numpy's and torch's global generators (CUDA too, when initialised) and of the named
+    ``generators``, as plain data a ``weights_only`` checkpoint can hold (tensors, ints, lists, dicts)."""
+    legacy = np.random.get_state(legacy=False)
+    legacy["state"]["key"] = legacy["state"]["key"].tolist()
+    version, internal, gauss = random.getstate()
+    state = {"python": [version, list(internal), gauss], "numpy": legacy, "torch": torch.get_rng_state(),
+             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [], "generators": {}}
+    for name, g in (generators or {}).items():
+        state["generators"][name] = g.get_state() if isinstance(g, torch.Generator) else g.bit_generator.state
+    return state
+
+
+def set_rng_state(state: dict, generators: dict[str, Generator] | None = None) -> None:
+    """Restore what ``rng_state`` captured; a named generator missing from ``state`` keeps its own state."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    legacy = dict(state["numpy"])
+    legacy["state"] = {**legacy["state"], "key": np.asarray(legacy["state"]["key"], dtype=np.uint32)}
+    np.random.set_state(legacy)
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    for name, g in (generators or {}).items():
+        if name in state["generators"]:
+            if isinstance(g, torch.Generator):
+                g.set_state(state["generators"][name])
+            else:
+                g.bit_generator.state = state["generators"][name]

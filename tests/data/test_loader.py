@@ -187,6 +187,25 @@ def test_polygon_labels_through_mosaic_and_copy_paste(tmp_path):
     assert all(((t[:, 2:] >= 0) & (t[:, 2:] <= 1)).all() for t in targets)
 
 
+@pytest.mark.parametrize("n, batch_size", [(8, 4), (10, 4)])  # RandomSampler's trailing draw pending / taken
+def test_skip_continues_the_shuffle_of_an_uninterrupted_loader(n, batch_size):
+    """A resumed run builds a new loader with the same seed and skips the batches already trained."""
+    from data.loader import InfiniteDataLoader
+
+    def loader(workers=0):
+        return InfiniteDataLoader(list(range(n)), batch_size=batch_size, shuffle=True, num_workers=workers,
+                                  generator=torch.Generator().manual_seed(7))
+
+    uninterrupted = loader()
+    epochs = [[b.tolist() for b in uninterrupted] for _ in range(4)]
+    assert epochs[2] != epochs[3]  # reshuffled every epoch
+    resumed = loader()
+    resumed.skip(2 * len(resumed))
+    assert [[b.tolist() for b in resumed] for _ in range(2)] == epochs[2:]
+    with pytest.raises(ValueError, match="workers=0"):
+        loader(workers=1).skip(1)
+
+
 def _quad_items(n: int, size: int = 8):
     """n (image, labels, path, shape) items: image k is the constant 10 * (k + 1), with one box at (0.25, 0.75)."""
     items = []

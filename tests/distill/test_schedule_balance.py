@@ -153,3 +153,26 @@ def test_balance_averages_the_calibration_sums_over_ranks():
             if worker.is_alive():
                 worker.terminate()
     assert results == {0: 2.0, 1: 2.0}  # 1.0 * 3 / 1.5 on both ranks
+
+
+def test_balance_resumed_inside_the_window_chooses_the_weights_of_an_uninterrupted_one():
+    """A checkpoint written during the calibration window keeps its sums (issue 23: exact resume)."""
+    config = KDConfig(methods=("fgd",), balance=(("fgd", 0.5),))
+    t = torch.tensor
+
+    def run(balance, iterations):
+        for i in iterations:
+            balance.add({"task/box": t(1.0 + i)}, {"b1": t(0.01 * (i + 1) ** 2)}, i)
+
+    whole, part = (Balance([_fake("fgd", 1.0, ("b1",))], config, warmup_iters=10, device=torch.device("cpu"))
+                   for _ in range(2))
+    run(whole, range(10))
+    whole.finish(9)
+    run(part, range(6))
+    state = part.state_dict()
+    assert not state["done"] and state["sums"].tolist()[0] == 6
+    resumed = Balance([_fake("fgd", 1.0, ("b1",))], config, warmup_iters=10, device=torch.device("cpu"))
+    resumed.load_state_dict(state)
+    run(resumed, range(6, 10))
+    resumed.finish(9)
+    assert resumed.weights == whole.weights and "sums" not in resumed.state_dict()
