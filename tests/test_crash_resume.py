@@ -191,7 +191,7 @@ def test_killed_runs_resume_to_the_uninterrupted_result(server, setup, reference
     check_finished(run, reference)
     for name in FULL_DISK_FILES.get(chain, []):  # one line, naming the file, saying the old one is intact
         line = f"{FULL}{run / name} (No space left on device); the previous {Path(name).name} is unchanged"
-        assert line in text.splitlines(), text[-3000:]
+        assert any(out.startswith(line) for out in text.splitlines()), text[-3000:]  # + cli's traceback hint
 
 
 def test_nothing_to_resume_before_the_first_checkpoint(server, setup, tmp_path):
