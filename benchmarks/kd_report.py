@@ -159,7 +159,7 @@ def paired_table(by_arm: dict, labels: list[str], reference: str | None, title: 
                    else "no significant difference")
         lines.append(f"| {label} | {p['n']} | {per_seed} | {signed(p['mean'])} ± {p['std'] * 100:.1f} | {interval} "
                      f"| {verdict} |")
-    return lines
+    return lines if lines[-1].startswith("| ") and not lines[-1].startswith("| arm") else []
 
 
 def per_class_table(by_arm: dict, labels: list[str]) -> list[str]:
