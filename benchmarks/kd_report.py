@@ -147,6 +147,7 @@ def paired_table(by_arm: dict, labels: list[str], reference: str | None, title: 
              "Per seed: arm - reference on that seed. Interval: mean ± t(0.975, n-1) x std / sqrt(n). A gain is "
              "shown only where the whole interval is above zero.", "",
              "| arm | paired seeds | per-seed Δ | mean Δ ± std | 95% interval | verdict |", "|---|---|---|---|---|---|"]
+    rows = []
     for label in labels:
         if label == reference or by_arm[label][0]["arm"] == "teacher":  # a teacher is no arm of paired seeds
             continue
@@ -157,9 +158,9 @@ def paired_table(by_arm: dict, labels: list[str], reference: str | None, title: 
         interval = "–" if math.isnan(p["low"]) else f"[{p['low'] * 100:+.1f}, {p['high'] * 100:+.1f}]"
         verdict = ("too few seeds" if p["n"] < 2 else "gain" if p["low"] > 0 else "loss" if p["high"] < 0
                    else "no significant difference")
-        lines.append(f"| {label} | {p['n']} | {per_seed} | {signed(p['mean'])} ± {p['std'] * 100:.1f} | {interval} "
-                     f"| {verdict} |")
-    return lines if lines[-1].startswith("| ") and not lines[-1].startswith("| arm") else []
+        rows.append(f"| {label} | {p['n']} | {per_seed} | {signed(p['mean'])} ± {p['std'] * 100:.1f} | {interval} "
+                    f"| {verdict} |")
+    return lines + rows if rows else []
 
 
 def per_class_table(by_arm: dict, labels: list[str]) -> list[str]:
